@@ -1,5 +1,5 @@
-using System.Runtime.InteropServices;
 using EdgeLM.Formats.Gguf;
+using EdgeLM.Inference;
 using EdgeLM.Formats.HuggingFace;
 using EdgeLM.Formats.Safetensors;
 using EdgeLM.Models;
@@ -127,8 +127,8 @@ public static class SyntheticModel
     public static float[] Values(TensorSpec spec, GgmlType valueType, ulong seed)
     {
         var result = new float[checked((int)spec.Elements)];
-        var rng = new Xoshiro(seed, spec.Name);
-        Fill(rng, spec.Kind, result);
+        var rng = RngFor(seed, spec.Name);
+        Fill(ref rng, spec.Kind, result);
         RoundThrough(valueType, result);
         return result;
     }
@@ -144,12 +144,12 @@ public static class SyntheticModel
         const int Chunk = 1 << 16;
         var values = new float[Chunk];
         var bytes = new byte[Chunk * 4];
-        var rng = new Xoshiro(seed, spec.Name);
+        var rng = RngFor(seed, spec.Name);
         for (long off = 0; off < spec.Elements; off += Chunk)
         {
             int n = (int)Math.Min(Chunk, spec.Elements - off);
             var v = values.AsSpan(0, n);
-            Fill(rng, spec.Kind, v);
+            Fill(ref rng, spec.Kind, v);
             RoundThrough(valueType, v);
             int nb = (int)GgmlTypeInfo.RowBytes(storeAs, n);
             Quantize.Row(storeAs, v, bytes.AsSpan(0, nb));
@@ -159,12 +159,12 @@ public static class SyntheticModel
 
     // Scales chosen so that activations neither explode nor vanish through the layers: uniform with
     // standard deviation 0.02 (the usual initializer), norms near 1, small biases.
-    private static void Fill(Xoshiro rng, Kind kind, Span<float> dst)
+    private static void Fill(ref Xoshiro256StarStar rng, Kind kind, Span<float> dst)
     {
         const float Std = 0.02f;
         float half = kind switch { Kind.Norm => 0.1f, Kind.Bias => 0.05f, _ => Std * MathF.Sqrt(3f) };
         float center = kind == Kind.Norm ? 1f : 0f;
-        for (int i = 0; i < dst.Length; i++) dst[i] = center + half * (2f * rng.NextFloat() - 1f);
+        for (int i = 0; i < dst.Length; i++) dst[i] = center + half * (2f * ((rng.NextUInt64() >> 40) * (1f / (1 << 24))) - 1f);
     }
 
     private static void RoundThrough(GgmlType type, Span<float> v)
@@ -180,36 +180,11 @@ public static class SyntheticModel
         }
     }
 
-    /// <summary>xoshiro256** seeded by SplitMix64 from (seed, name): stable across platforms and .NET versions.</summary>
-    private sealed class Xoshiro
+    /// <summary>A generator per (seed, tensor name); FNV-1a because string.GetHashCode is randomized per process.</summary>
+    private static Xoshiro256StarStar RngFor(ulong seed, string name)
     {
-        private ulong _s0, _s1, _s2, _s3;
-
-        public Xoshiro(ulong seed, string name)
-        {
-            ulong h = 14695981039346656037UL; // FNV-1a of the name: string.GetHashCode is randomized per process
-            foreach (char ch in name) { h ^= ch; h *= 1099511628211UL; }
-            ulong x = seed ^ h;
-            _s0 = SplitMix(ref x); _s1 = SplitMix(ref x); _s2 = SplitMix(ref x); _s3 = SplitMix(ref x);
-        }
-
-        private static ulong SplitMix(ref ulong x)
-        {
-            ulong z = x += 0x9E3779B97F4A7C15UL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            return z ^ (z >> 31);
-        }
-
-        public ulong Next()
-        {
-            ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;
-            ulong t = _s1 << 17;
-            _s2 ^= _s0; _s3 ^= _s1; _s1 ^= _s2; _s0 ^= _s3; _s2 ^= t;
-            _s3 = ulong.RotateLeft(_s3, 45);
-            return result;
-        }
-
-        public float NextFloat() => (Next() >> 40) * (1f / (1 << 24));
+        ulong h = 14695981039346656037UL;
+        foreach (char ch in name) { h ^= ch; h *= 1099511628211UL; }
+        return new Xoshiro256StarStar(seed ^ h);
     }
 }
