@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace EdgeLM.Kernels;
 
@@ -146,6 +147,34 @@ public static unsafe class Dot
         }
         float s0 = Vector512.Sum(a0), s1 = Vector512.Sum(a1), s2 = Vector512.Sum(a2), s3 = Vector512.Sum(a3);
         for (; i < n; i++) { s0 += r0[i] * x[i]; s1 += r1[i] * x[i]; s2 += r2[i] * x[i]; s3 += r3[i] * x[i]; }
+        result[0] = s0; result[1] = s1; result[2] = s2; result[3] = s3;
+    }
+
+    /// <summary>
+    /// <see cref="Dot4x256"/> on F16 rows converted in registers (decode: a row is used once, so converting it to
+    /// scratch first would only add a store and a load). Conversion is exact, so results equal the scratch path bitwise.
+    /// </summary>
+    /// <remarks>Requires AVX2 (zero-extending load of eight halves).</remarks>
+    internal static void Dot4Half256(ushort* r0, ushort* r1, ushort* r2, ushort* r3, float* x, int n, float* result)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+        {
+            var xv = Vector256.Load(x + i);
+            a0 = Vector256.MultiplyAddEstimate(RowConvert.Half8(Avx2.ConvertToVector256Int32(r0 + i).AsUInt32()), xv, a0);
+            a1 = Vector256.MultiplyAddEstimate(RowConvert.Half8(Avx2.ConvertToVector256Int32(r1 + i).AsUInt32()), xv, a1);
+            a2 = Vector256.MultiplyAddEstimate(RowConvert.Half8(Avx2.ConvertToVector256Int32(r2 + i).AsUInt32()), xv, a2);
+            a3 = Vector256.MultiplyAddEstimate(RowConvert.Half8(Avx2.ConvertToVector256Int32(r3 + i).AsUInt32()), xv, a3);
+        }
+        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+        for (; i < n; i++)
+        {
+            s0 += (float)BitConverter.UInt16BitsToHalf(r0[i]) * x[i];
+            s1 += (float)BitConverter.UInt16BitsToHalf(r1[i]) * x[i];
+            s2 += (float)BitConverter.UInt16BitsToHalf(r2[i]) * x[i];
+            s3 += (float)BitConverter.UInt16BitsToHalf(r3[i]) * x[i];
+        }
         result[0] = s0; result[1] = s1; result[2] = s2; result[3] = s3;
     }
 

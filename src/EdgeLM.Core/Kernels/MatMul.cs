@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using EdgeLM.Tensors;
 
 namespace EdgeLM.Kernels;
@@ -61,6 +63,8 @@ public static unsafe class MatMul
             GgmlType type = w.Type;
             long stride = w.RowStride;
             bool direct = type == GgmlType.F32;
+            // Only taken when Dot.Compute4 would use Dot4x256, so both paths give identical bits.
+            bool fusedHalf = type == GgmlType.F16 && n == 1 && !Vector512.IsHardwareAccelerated && Vector256.IsHardwareAccelerated && Avx2.IsSupported;
             float[]? scratch = null;
             if (!direct)
             {
@@ -76,6 +80,13 @@ public static unsafe class MatMul
                     int r0 = g * RowsPerGroup;
                     int rows = Math.Min(RowsPerGroup, outDim - r0);
                     float* p0, p1, p2, p3;
+                    if (fusedHalf && rows == RowsPerGroup)
+                    {
+                        var h0 = (ushort*)(w.Data + r0 * stride);
+                        Dot.Dot4Half256(h0, h0 + inDim, h0 + 2 * inDim, h0 + 3 * inDim, x, inDim, sums);
+                        y[r0] = sums[0]; y[r0 + 1] = sums[1]; y[r0 + 2] = sums[2]; y[r0 + 3] = sums[3];
+                        continue;
+                    }
                     if (direct)
                     {
                         p0 = (float*)(w.Data + r0 * stride);

@@ -67,7 +67,7 @@ public static unsafe class RowConvert
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Half8(Vector256<uint> h)
+    internal static Vector256<float> Half8(Vector256<uint> h)
     {
         var magnitude = h & Vector256.Create(0x7FFFu);
         var scaled = (magnitude << 13).AsSingle() * Vector256.Create(MagicScaleBits).AsSingle();

@@ -139,6 +139,21 @@ public class InferenceSessionTests
         Assert.Equal(results[0], results[2]);
     }
 
+    [Theory]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.F16)]
+    public void PrefillAndDecodeAgreeBitwise(GgmlType type)
+    {
+        using var model = new TinyModel(new TinyModelSpec(type));
+        int[] tokens = model.RandomTokens(9, seed: 14);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        float[] prefill = ForwardAll(session, tokens);
+        session.Reset();
+        int v = model.Config.VocabSize;
+        for (int p = 0; p < tokens.Length; p++)
+            Assert.Equal(prefill.AsSpan(p * v, v).ToArray(), session.Forward(tokens.AsSpan(p, 1)).ToArray());
+    }
+
     [Fact]
     public void HalfPrecisionKvCacheStaysCloseToReference()
     {

@@ -62,6 +62,27 @@ public unsafe class VectorKernelTests
         }
     }
 
+    [Fact]
+    public void FusedHalfDotEqualsConvertThenDot()
+    {
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return; // the fused path is AVX2-only
+        float* expected = stackalloc float[4];
+        float* actual = stackalloc float[4];
+        foreach (int n in Lengths)
+        {
+            var random = new Random(n);
+            ushort[] halves = Enumerable.Range(0, 4 * n).Select(_ => BitConverter.HalfToUInt16Bits((Half)(random.NextDouble() * 2 - 1))).ToArray();
+            float[] rows = new float[4 * n], x = RandomFloats(n, n + 3);
+            fixed (ushort* h = halves) fixed (float* r = rows, px = x)
+            {
+                RowConvert.HalfToSingleScalar(h, r, 4 * n);
+                Dot.Dot4x256(r, r + n, r + 2 * n, r + 3 * n, px, n, expected);
+                Dot.Dot4Half256(h, h + n, h + 2 * n, h + 3 * n, px, n, actual);
+            }
+            for (int k = 0; k < 4; k++) Assert.Equal(expected[k], actual[k]);
+        }
+    }
+
     private delegate void AxpyPath(float a, float* x, float* y, int n);
 
     [Fact]
