@@ -1,0 +1,298 @@
+using EdgeLM.Kernels;
+using EdgeLM.Models;
+using EdgeLM.Tensors;
+using EdgeLM.Tensors.Quantization;
+
+namespace EdgeLM.Inference;
+
+/// <summary>
+/// The forward pass of a Qwen2/Llama decoder over a growing sequence: owns the KV cache, every activation buffer
+/// (sized once for a batch of tokens; longer prompts run in chunks), the rope tables and the worker threads.
+/// Steady-state calls allocate nothing. Not thread-safe: one call at a time.
+/// </summary>
+public sealed unsafe class InferenceSession : IDisposable
+{
+    public const int DefaultMaxContext = 4096;
+    public const int DefaultBatchSize = 512;
+
+    private readonly ModelConfig _config;
+    private readonly ModelWeights _weights;
+    private readonly WorkerPool _pool;
+    private readonly KvCache _cache;
+    private readonly Rope _rope;
+    private readonly AttentionJob _attention;
+    private readonly NativeBuffer _activations;
+    private readonly float[][] _attnNorm, _ffnNorm;
+    private readonly float[]?[] _bq, _bk, _bv;
+    private readonly float[] _outputNorm;
+    private readonly float[] _logits;
+    private readonly int _hidden, _qDim, _kvDim, _ff, _vocab;
+    private readonly float _eps;
+    // Activation buffers for up to BatchSize tokens, row-major [token, feature], carved from _activations.
+    private readonly float* _x, _xb, _q, _k, _v, _attnOut, _gate, _up;
+    private bool _disposed;
+
+    public ModelConfig Config => _config;
+    public int ContextLength { get; }
+    public int BatchSize { get; }
+    public int ThreadCount => _pool.ThreadCount;
+    public KvCacheType KvCacheType => _cache.Type;
+    /// <summary>Tokens in the cache; the next token is at this position.</summary>
+    public int Position { get; private set; }
+
+    /// <param name="contextLength">0: min(config.ContextLength, 4096).</param>
+    /// <param name="threads">0: Environment.ProcessorCount.</param>
+    /// <param name="batchSize">Tokens per forward chunk; prompts longer than this are processed in several chunks.</param>
+    public InferenceSession(ModelConfig config, ModelWeights weights, int contextLength = 0, int threads = 0,
+        KvCacheType kvCacheType = KvCacheType.F32, int batchSize = DefaultBatchSize)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        config.Validate();
+        if (weights.Layers.Length != config.LayerCount)
+            throw new ArgumentException($"weights have {weights.Layers.Length} layers, the config {config.LayerCount}");
+        if (contextLength == 0) contextLength = Math.Min(config.ContextLength, DefaultMaxContext);
+        if (contextLength < 1 || contextLength > config.ContextLength)
+            throw new ArgumentOutOfRangeException(nameof(contextLength), $"context length {contextLength} is not in 1..{config.ContextLength} (the model's context)");
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch size {batchSize} must be positive");
+
+        _config = config;
+        _weights = weights;
+        ContextLength = contextLength;
+        BatchSize = Math.Min(batchSize, contextLength);
+        _hidden = config.HiddenSize;
+        _qDim = config.QDim;
+        _kvDim = config.KvDim;
+        _ff = config.IntermediateSize;
+        _vocab = config.VocabSize;
+        _eps = (float)config.RmsNormEps;
+
+        int layers = config.LayerCount;
+        _attnNorm = new float[layers][];
+        _ffnNorm = new float[layers][];
+        _bq = new float[layers][];
+        _bk = new float[layers][];
+        _bv = new float[layers][];
+        for (int l = 0; l < layers; l++)
+        {
+            var lw = weights.Layers[l];
+            _attnNorm[l] = Dequantize.ToFloat(lw.AttnNorm);
+            _ffnNorm[l] = Dequantize.ToFloat(lw.FfnNorm);
+            _bq[l] = lw.Bq is null ? null : Dequantize.ToFloat(lw.Bq);
+            _bk[l] = lw.Bk is null ? null : Dequantize.ToFloat(lw.Bk);
+            _bv[l] = lw.Bv is null ? null : Dequantize.ToFloat(lw.Bv);
+        }
+        _outputNorm = Dequantize.ToFloat(weights.OutputNorm);
+        _logits = new float[_vocab];
+        _rope = new Rope(config.HeadDim, contextLength, config.RopeTheta, config.RopeStyle);
+
+        long b = BatchSize;
+        long[] sizes = [b * _hidden, b * _hidden, b * _qDim, b * _kvDim, b * _kvDim, b * _qDim, b * _ff, b * _ff];
+        long total = 0;
+        foreach (long s in sizes) total += AlignedFloats(s);
+        _activations = new NativeBuffer(checked(total * sizeof(float)));
+        var cursor = (float*)_activations.Pointer;
+        float* Take(long count) { float* p = cursor; cursor += AlignedFloats(count); return p; }
+        _x = Take(sizes[0]); _xb = Take(sizes[1]); _q = Take(sizes[2]); _k = Take(sizes[3]);
+        _v = Take(sizes[4]); _attnOut = Take(sizes[5]); _gate = Take(sizes[6]); _up = Take(sizes[7]);
+
+        _cache = new KvCache(layers, contextLength, _kvDim, kvCacheType);
+        _pool = new WorkerPool(threads);
+        _attention = new AttentionJob(config, _cache, _pool.ThreadCount);
+    }
+
+    // Keeps every buffer 64-byte aligned.
+    private static long AlignedFloats(long count) => (count + 15) & ~15L;
+
+    /// <summary>Forgets every token (the cache is overwritten by later calls).</summary>
+    public void Reset() => Truncate(0);
+
+    /// <summary>Rolls the cache back to its first <paramref name="position"/> tokens.</summary>
+    public void Truncate(int position)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (position < 0 || position > Position)
+            throw new ArgumentOutOfRangeException(nameof(position), $"cannot truncate to position {position}: the cache holds {Position} tokens");
+        Position = position;
+    }
+
+    /// <summary>Appends the tokens and returns the logits of the last one (a session-owned buffer, valid until the next call).</summary>
+    public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens)
+    {
+        CheckTokens(tokens);
+        int lastChunkRows = 0;
+        for (int done = 0; done < tokens.Length; done += lastChunkRows)
+        {
+            lastChunkRows = Math.Min(BatchSize, tokens.Length - done);
+            RunChunk(tokens.Slice(done, lastChunkRows));
+        }
+        float* last = _x + (long)(lastChunkRows - 1) * _hidden;
+        fixed (float* norm = _outputNorm) RmsNorm.Apply(last, norm, _xb, _hidden, _eps);
+        MatMul.Compute(_weights.Output, new ReadOnlySpan<float>(_xb, _hidden), _logits, 1, _pool);
+        return _logits;
+    }
+
+    /// <summary>Appends the tokens and writes the logits of every one of them: logits[i * vocab .. (i + 1) * vocab).</summary>
+    public void ForwardAll(ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        if ((long)logits.Length < (long)tokens.Length * _vocab)
+            throw new ArgumentException($"logits buffer of {logits.Length} floats, {(long)tokens.Length * _vocab} needed for {tokens.Length} tokens x {_vocab}");
+        CheckTokens(tokens);
+        for (int done = 0; done < tokens.Length;)
+        {
+            int n = Math.Min(BatchSize, tokens.Length - done);
+            RunChunk(tokens.Slice(done, n));
+            fixed (float* norm = _outputNorm)
+                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * _hidden, norm, _xb + (long)i * _hidden, _hidden, _eps);
+            MatMul.Compute(_weights.Output, new ReadOnlySpan<float>(_xb, n * _hidden), logits.Slice(done * _vocab, n * _vocab), n, _pool);
+            done += n;
+        }
+    }
+
+    private void CheckTokens(ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.IsEmpty) throw new ArgumentException("no tokens to process");
+        if ((long)Position + tokens.Length > ContextLength)
+            throw new ArgumentException(Position == 0
+                ? $"prompt of {tokens.Length} tokens exceeds the context of {ContextLength}"
+                : $"{tokens.Length} tokens after the {Position} in the cache exceed the context of {ContextLength}");
+        foreach (int t in tokens)
+            if ((uint)t >= (uint)_vocab) throw new ArgumentException($"token id {t} is out of range (vocabulary of {_vocab})");
+    }
+
+    /// <summary>Runs up to BatchSize tokens through every layer; leaves their final hidden states in _x.</summary>
+    private void RunChunk(ReadOnlySpan<int> tokens)
+    {
+        int n = tokens.Length, start = Position;
+        int d = _hidden, heads = _config.HeadCount, kvHeads = _config.KvHeadCount;
+        var embedding = _weights.TokenEmbedding;
+        long embeddingStride = embedding.RowStride;
+        for (int i = 0; i < n; i++)
+            RowConvert.RowUnchecked(embedding.Type, embedding.Data + tokens[i] * embeddingStride, embeddingStride, _x + (long)i * d, d);
+
+        for (int l = 0; l < _config.LayerCount; l++)
+        {
+            var lw = _weights.Layers[l];
+            fixed (float* norm = _attnNorm[l])
+                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
+            var xb = new ReadOnlySpan<float>(_xb, n * d);
+            MatMul.Compute(lw.Wq, xb, new Span<float>(_q, n * _qDim), n, _pool);
+            MatMul.Compute(lw.Wk, xb, new Span<float>(_k, n * _kvDim), n, _pool);
+            MatMul.Compute(lw.Wv, xb, new Span<float>(_v, n * _kvDim), n, _pool);
+            AddBias(_q, _bq[l], n, _qDim);
+            AddBias(_k, _bk[l], n, _kvDim);
+            AddBias(_v, _bv[l], n, _kvDim);
+            for (int i = 0; i < n; i++)
+            {
+                _rope.Apply(_q + (long)i * _qDim, heads, start + i);
+                _rope.Apply(_k + (long)i * _kvDim, kvHeads, start + i);
+                _cache.Store(l, start + i, _k + (long)i * _kvDim, _v + (long)i * _kvDim);
+            }
+
+            _attention.Setup(l, start, n, _q, _attnOut);
+            _pool.Run(_attention, n * heads, _pool.GrainFor(n * heads));
+
+            MatMul.Compute(lw.Wo, new ReadOnlySpan<float>(_attnOut, n * _qDim), new Span<float>(_xb, n * d), n, _pool);
+            Elementwise.Add(_x, _xb, n * d);
+
+            fixed (float* norm = _ffnNorm[l])
+                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
+            MatMul.Compute(lw.Gate, xb, new Span<float>(_gate, n * _ff), n, _pool);
+            MatMul.Compute(lw.Up, xb, new Span<float>(_up, n * _ff), n, _pool);
+            SwiGlu.Apply(_gate, _up, n * _ff);
+            MatMul.Compute(lw.Down, new ReadOnlySpan<float>(_gate, n * _ff), new Span<float>(_xb, n * d), n, _pool);
+            Elementwise.Add(_x, _xb, n * d);
+        }
+        Position = start + n;
+    }
+
+    private static void AddBias(float* rows, float[]? bias, int n, int width)
+    {
+        if (bias is null) return;
+        fixed (float* b = bias)
+            for (int i = 0; i < n; i++) Elementwise.Add(rows + (long)i * width, b, width);
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _pool.Dispose();
+        _cache.Dispose();
+        _activations.Dispose();
+    }
+
+    /// <summary>
+    /// Causal attention of a chunk against the cache, one (token, head) pair per work item: scores over every cached
+    /// position up to the token's own, softmax, weighted sum of values. Per-thread score buffers of context length.
+    /// </summary>
+    private sealed class AttentionJob : IRangeJob
+    {
+        private readonly KvCache _cache;
+        private readonly int _heads, _headDim, _kvDim, _groupSize;
+        private readonly float _scale;
+        private readonly float[][] _scores;
+        private readonly float[][] _convertedRow; // F16 cache: one key/value head converted to float
+        private int _layer, _start, _n;
+        private float* _q, _out;
+
+        public AttentionJob(ModelConfig config, KvCache cache, int threads)
+        {
+            _cache = cache;
+            _heads = config.HeadCount;
+            _headDim = config.HeadDim;
+            _kvDim = config.KvDim;
+            _groupSize = config.HeadCount / config.KvHeadCount;
+            _scale = (float)(1.0 / Math.Sqrt(config.HeadDim));
+            _scores = new float[threads][];
+            _convertedRow = new float[threads][];
+            for (int i = 0; i < threads; i++)
+            {
+                _scores[i] = new float[cache.ContextLength];
+                _convertedRow[i] = new float[config.HeadDim];
+            }
+        }
+
+        public void Setup(int layer, int start, int n, float* q, float* output)
+        {
+            _layer = layer; _start = start; _n = n; _q = q; _out = output;
+        }
+
+        public void Execute(int begin, int end, int worker)
+        {
+            int hd = _headDim, kvDim = _kvDim;
+            bool f16 = _cache.Type == KvCacheType.F16;
+            byte* keys = _cache.Keys(_layer), values = _cache.Values(_layer);
+            fixed (float* scores = _scores[worker], row = _convertedRow[worker])
+            {
+                for (int item = begin; item < end; item++)
+                {
+                    int token = item / _heads, head = item % _heads;
+                    int kvOffset = head / _groupSize * hd;
+                    int visible = _start + token + 1;
+                    float* q = _q + (long)token * _heads * hd + head * hd;
+                    for (int j = 0; j < visible; j++)
+                    {
+                        long at = (long)j * kvDim + kvOffset;
+                        float* k;
+                        if (f16) { RowConvert.HalfToSingle((ushort*)keys + at, row, hd); k = row; }
+                        else k = (float*)keys + at;
+                        scores[j] = Dot.Compute(q, k, hd) * _scale;
+                    }
+                    Softmax.Apply(scores, visible);
+                    float* o = _out + (long)token * _heads * hd + head * hd;
+                    new Span<float>(o, hd).Clear();
+                    for (int j = 0; j < visible; j++)
+                    {
+                        long at = (long)j * kvDim + kvOffset;
+                        float* v;
+                        if (f16) { RowConvert.HalfToSingle((ushort*)values + at, row, hd); v = row; }
+                        else v = (float*)values + at;
+                        Dot.Axpy(scores[j], v, o, hd);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+using EdgeLM.Inference;
+using EdgeLM.Models;
+using EdgeLM.Tensors;
+
+namespace EdgeLM.Tests.Inference;
+
+public class InferenceSessionTests
+{
+    public static TheoryData<TinyModelSpec> Specs => new()
+    {
+        new TinyModelSpec(),
+        new TinyModelSpec(GgmlType.F16, Biases: true, Tied: true, Rope: RopeStyle.Neox, RopeTheta: 1e4, Layers: 3),
+        new TinyModelSpec(GgmlType.F32, Biases: false, Tied: true, Rope: RopeStyle.Interleaved, RopeTheta: 1e4),
+        new TinyModelSpec(GgmlType.F16, Biases: false, Tied: false, Rope: RopeStyle.Interleaved, RopeTheta: 1e6, KvHeads: 1),
+        new TinyModelSpec(GgmlType.BF16, Biases: true, Tied: false, Rope: RopeStyle.Neox, KvHeads: 4, Seed: 7),
+    };
+
+    /// <summary>Engine logits (float32) against the float64 reference: tiny error relative to the spread, same argmax.</summary>
+    private static void AssertMatches(double[] expected, ReadOnlySpan<float> actual, string where, double relativeTolerance = 2e-5)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double spread = expected.Max() - expected.Min();
+        Assert.True(spread > 0.5, $"{where}: degenerate test model (logit spread {spread})");
+        double maxDiff = 0;
+        for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - actual[i]));
+        Assert.True(maxDiff <= relativeTolerance * spread, $"{where}: max |diff| {maxDiff:G3} vs spread {spread:G3}");
+
+        int best = Array.IndexOf(expected, expected.Max());
+        double runnerUp = expected.Where((_, i) => i != best).Max();
+        if (expected[best] - runnerUp > 2 * maxDiff)
+            Assert.Equal(best, ArgMax(actual));
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> values)
+    {
+        int best = 0;
+        for (int i = 1; i < values.Length; i++) if (values[i] > values[best]) best = i;
+        return best;
+    }
+
+    private static float[] ForwardAll(InferenceSession session, int[] tokens)
+    {
+        var logits = new float[tokens.Length * session.Config.VocabSize];
+        session.ForwardAll(tokens, logits);
+        return logits;
+    }
+
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public void PrefillMatchesReferenceAtEveryPosition(TinyModelSpec spec)
+    {
+        using var model = new TinyModel(spec);
+        int[] tokens = model.RandomTokens(17, seed: 3);
+        double[][] expected = new ReferenceModel(model.Config, model.Weights).Logits(tokens);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        float[] logits = ForwardAll(session, tokens);
+        int v = model.Config.VocabSize;
+        for (int p = 0; p < tokens.Length; p++) AssertMatches(expected[p], logits.AsSpan(p * v, v), $"{spec} position {p}");
+        Assert.Equal(tokens.Length, session.Position);
+    }
+
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public void DecodeTokenByTokenMatchesReference(TinyModelSpec spec)
+    {
+        using var model = new TinyModel(spec);
+        int[] tokens = model.RandomTokens(12, seed: 4);
+        double[][] expected = new ReferenceModel(model.Config, model.Weights).Logits(tokens);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        for (int p = 0; p < tokens.Length; p++)
+            AssertMatches(expected[p], session.Forward(tokens.AsSpan(p, 1)), $"{spec} position {p}");
+    }
+
+    [Fact]
+    public void PrefillThenDecodeMatchesReference()
+    {
+        using var model = new TinyModel(new TinyModelSpec(GgmlType.F16, Layers: 3));
+        int[] tokens = model.RandomTokens(11, seed: 5);
+        double[][] expected = new ReferenceModel(model.Config, model.Weights).Logits(tokens);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        AssertMatches(expected[4], session.Forward(tokens.AsSpan(0, 5)), "prefill of 5");
+        for (int p = 5; p < tokens.Length; p++) AssertMatches(expected[p], session.Forward(tokens.AsSpan(p, 1)), $"decode at {p}");
+    }
+
+    [Fact]
+    public void PromptsLongerThanTheBatchAreChunked()
+    {
+        using var model = new TinyModel(new TinyModelSpec(Rope: RopeStyle.Interleaved));
+        int[] tokens = model.RandomTokens(21, seed: 6);
+        double[][] expected = new ReferenceModel(model.Config, model.Weights).Logits(tokens);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2, batchSize: 8);
+        Assert.Equal(8, session.BatchSize);
+        float[] logits = ForwardAll(session, tokens);
+        int v = model.Config.VocabSize;
+        for (int p = 0; p < tokens.Length; p++) AssertMatches(expected[p], logits.AsSpan(p * v, v), $"position {p}");
+
+        session.Reset();
+        AssertMatches(expected[^1], session.Forward(tokens), "Forward of 21 tokens in chunks of 8");
+    }
+
+    [Fact]
+    public void TruncateThenForwardEqualsAFreshRun()
+    {
+        using var model = new TinyModel(new TinyModelSpec());
+        int[] shared = model.RandomTokens(9, seed: 8), first = model.RandomTokens(6, seed: 9), second = model.RandomTokens(5, seed: 10);
+        using var fresh = new InferenceSession(model.Config, model.Weights, threads: 2);
+        float[] expected = ForwardAll(fresh, [.. shared, .. second]);
+
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        session.Forward(shared);
+        session.Forward(first);
+        session.Truncate(shared.Length);
+        Assert.Equal(shared.Length, session.Position);
+        float[] actual = ForwardAll(session, second);
+        int v = model.Config.VocabSize;
+        Assert.Equal(expected.AsSpan(shared.Length * v).ToArray(), actual);
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => session.Truncate(session.Position + 1));
+        Assert.Throws<ArgumentOutOfRangeException>(() => session.Truncate(-1));
+    }
+
+    [Theory]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.F16)]
+    public void ThreadCountDoesNotChangeABit(GgmlType type)
+    {
+        using var model = new TinyModel(new TinyModelSpec(type, Ff: 162, Vocab: 301)); // row counts not multiples of 4
+        int[] tokens = model.RandomTokens(13, seed: 11);
+        float[][] results = new float[3][];
+        int[] threadCounts = [1, 2, 3];
+        for (int i = 0; i < threadCounts.Length; i++)
+        {
+            using var session = new InferenceSession(model.Config, model.Weights, threads: threadCounts[i], batchSize: 5);
+            float[] all = ForwardAll(session, tokens[..10]);
+            float[] decoded = session.Forward(tokens.AsSpan(10, 3)).ToArray();
+            results[i] = [.. all, .. decoded];
+        }
+        Assert.Equal(results[0], results[1]);
+        Assert.Equal(results[0], results[2]);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.F32)]
+    [InlineData(GgmlType.F16)]
+    public void PrefillAndDecodeAgreeBitwise(GgmlType type)
+    {
+        using var model = new TinyModel(new TinyModelSpec(type));
+        int[] tokens = model.RandomTokens(9, seed: 14);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        float[] prefill = ForwardAll(session, tokens);
+        session.Reset();
+        int v = model.Config.VocabSize;
+        for (int p = 0; p < tokens.Length; p++)
+            Assert.Equal(prefill.AsSpan(p * v, v).ToArray(), session.Forward(tokens.AsSpan(p, 1)).ToArray());
+    }
+
+    [Fact]
+    public void HalfPrecisionKvCacheStaysCloseToReference()
+    {
+        using var model = new TinyModel(new TinyModelSpec());
+        int[] tokens = model.RandomTokens(10, seed: 12);
+        double[][] expected = new ReferenceModel(model.Config, model.Weights).Logits(tokens);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2, kvCacheType: KvCacheType.F16);
+        float[] logits = ForwardAll(session, tokens);
+        int v = model.Config.VocabSize;
+        for (int p = 0; p < tokens.Length; p++) AssertMatches(expected[p], logits.AsSpan(p * v, v), $"position {p}", relativeTolerance: 5e-3);
+    }
+
+    [Fact]
+    public void RejectsPromptsPastTheContextAndBadTokens()
+    {
+        using var model = new TinyModel(new TinyModelSpec(Context: 64));
+        using var session = new InferenceSession(model.Config, model.Weights, contextLength: 16, threads: 1);
+        var tooLong = Assert.Throws<ArgumentException>(() => session.Forward(new int[17]));
+        Assert.Contains("prompt of 17 tokens exceeds the context of 16", tooLong.Message);
+
+        session.Forward(new int[10]);
+        Assert.Throws<ArgumentException>(() => session.Forward(new int[7]));
+        Assert.Throws<ArgumentException>(() => session.ForwardAll(new int[7], new float[7 * model.Config.VocabSize]));
+        var badToken = Assert.Throws<ArgumentException>(() => session.Forward([1, model.Config.VocabSize]));
+        Assert.Contains("token id 300", badToken.Message);
+        Assert.Throws<ArgumentException>(() => session.Forward([-1]));
+        Assert.Throws<ArgumentException>(() => session.Forward(ReadOnlySpan<int>.Empty));
+        Assert.Throws<ArgumentException>(() => session.ForwardAll([1, 2], new float[model.Config.VocabSize]));
+        Assert.Equal(10, session.Position); // failed calls change nothing
+        session.Forward(new int[6]);
+        Assert.Equal(16, session.Position);
+
+        Assert.Throws<ArgumentOutOfRangeException>(() => new InferenceSession(model.Config, model.Weights, contextLength: 65));
+    }
+
+    [Fact]
+    public void DefaultContextIsTheModelsUpToTheCap()
+    {
+        using var model = new TinyModel(new TinyModelSpec(Context: 48));
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 1);
+        Assert.Equal(48, session.ContextLength);
+    }
+
+    [Fact]
+    public void DecodeDoesNotAllocate()
+    {
+        using var model = new TinyModel(new TinyModelSpec(GgmlType.F16));
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        int[] tokens = model.RandomTokens(8, seed: 13);
+        session.Forward(tokens.AsSpan(0, 4));
+        session.Forward(tokens.AsSpan(4, 1)); // warm-up: per-thread scratch, JIT
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        session.Forward(tokens.AsSpan(5, 1));
+        session.Forward(tokens.AsSpan(6, 2));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 1024, $"decode allocated {allocated} bytes");
+    }
+}

@@ -1,0 +1,76 @@
+using EdgeLM.Kernels;
+
+namespace EdgeLM.Tests.Kernels;
+
+[Trait("Category", "Kernels")]
+public class WorkerPoolTests
+{
+    private sealed class CountingJob(int count) : IRangeJob
+    {
+        public readonly int[] Hits = new int[count];
+        public readonly int[] WorkerOf = new int[count];
+        public void Execute(int begin, int end, int worker)
+        {
+            for (int i = begin; i < end; i++) { Interlocked.Increment(ref Hits[i]); WorkerOf[i] = worker; }
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void EveryItemRunsExactlyOnce(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        Assert.Equal(threads, pool.ThreadCount);
+        foreach (int count in new[] { 1, 2, 7, 100, 1000 })
+            foreach (int grain in new[] { 1, 3, 64 })
+                for (int repeat = 0; repeat < 20; repeat++)
+                {
+                    var job = new CountingJob(count);
+                    pool.Run(job, count, grain);
+                    Assert.All(job.Hits, h => Assert.Equal(1, h));
+                    Assert.All(job.WorkerOf, w => Assert.InRange(w, 0, threads - 1));
+                }
+    }
+
+    private sealed class ThrowingJob : IRangeJob
+    {
+        public void Execute(int begin, int end, int worker)
+        {
+            if (begin <= 50 && 50 < end) throw new InvalidOperationException("item 50");
+        }
+    }
+
+    [Fact]
+    public void ExceptionsReachTheCallerAndThePoolKeepsWorking()
+    {
+        using var pool = new WorkerPool(2);
+        var error = Assert.Throws<InvalidOperationException>(() => pool.Run(new ThrowingJob(), 100, 1));
+        Assert.Equal("item 50", error.Message);
+        var job = new CountingJob(100);
+        pool.Run(job, 100, 1);
+        Assert.All(job.Hits, h => Assert.Equal(1, h));
+    }
+
+    [Fact]
+    public void DefaultsToProcessorCountAndRejectsBadCounts()
+    {
+        using (var pool = new WorkerPool()) Assert.Equal(Environment.ProcessorCount, pool.ThreadCount);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new WorkerPool(-1));
+        var disposed = new WorkerPool(2);
+        disposed.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => disposed.Run(new CountingJob(4), 4));
+    }
+
+    [Fact]
+    public void WorkersSleepAndWakeBetweenJobs()
+    {
+        using var pool = new WorkerPool(2);
+        var job = new CountingJob(64);
+        pool.Run(job, 64, 1);
+        Thread.Sleep(50); // long enough for the workers to stop spinning and block
+        pool.Run(job, 64, 1);
+        Assert.All(job.Hits, h => Assert.Equal(2, h));
+    }
+}
