@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using System.Diagnostics;
 using EdgeLM.Formats.Gguf;
 using EdgeLM.Tensors;
@@ -5,7 +6,7 @@ using EdgeLM.Tests.Support;
 
 namespace EdgeLM.Tests.Formats;
 
-public class GgufHostileTests
+public class GgufHostileTests(ITestOutputHelper output)
 {
     private const uint F32 = (uint)GgmlType.F32;
 
@@ -70,6 +71,7 @@ public class GgufHostileTests
         var e = Assert.Throws<InvalidDataException>(() => GgufFile.Open(path).Dispose());
         sw.Stop();
         long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        output.WriteLine($"{name}: {e.Message}");
         Assert.DoesNotContain('\n', e.Message);
         Assert.StartsWith(path, e.Message);
         Assert.True(allocated < 4 << 20, $"{name}: allocated {allocated} bytes");

@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
@@ -7,7 +8,7 @@ using EdgeLM.Tests.Support;
 
 namespace EdgeLM.Tests.Formats;
 
-public class SafetensorsTests
+public class SafetensorsTests(ITestOutputHelper output)
 {
     private static byte[] Rand(int seed, long n) => GgufRoundTripTests.RandomBytes(seed, n);
 
@@ -101,6 +102,7 @@ public class SafetensorsTests
         File.WriteAllBytes(path, bytes);
         long before = GC.GetAllocatedBytesForCurrentThread();
         var e = Assert.Throws<InvalidDataException>(() => SafetensorsFile.Open(path).Dispose());
+        output.WriteLine($"{name}: {e.Message}");
         Assert.DoesNotContain('\n', e.Message);
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 4 << 20, name);
     }

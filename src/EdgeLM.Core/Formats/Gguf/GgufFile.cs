@@ -71,11 +71,11 @@ public sealed unsafe class GgufFile : IDisposable
         {
             long a = alignValue.Value switch
             {
-                uint u => u, int s => s, ulong ul => ul > int.MaxValue ? -1 : (long)ul, long l => l,
+                uint u => u, int s => s, ulong ul => ul > long.MaxValue ? -1 : (long)ul, long l => l,
                 ushort us => us, short sh => sh, byte b => b, sbyte sb => sb,
                 _ => r.Fail<long>($"{AlignmentKey} must be an integer, found {alignValue.Type}"),
             };
-            if (a <= 0 || a > 1 << 30 || (a & (a - 1)) != 0) r.Fail($"{AlignmentKey} {a} is not a power of two");
+            if (a <= 0 || a > 1 << 30 || (a & (a - 1)) != 0) r.Fail($"{AlignmentKey} {alignValue.Value} is not a power of two (at most 2^30)");
             Alignment = (int)a;
         }
 

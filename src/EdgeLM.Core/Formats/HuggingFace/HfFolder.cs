@@ -38,7 +38,7 @@ public sealed class HfFolder : IDisposable
 
     public static HfFolder Open(string dir)
     {
-        dir = Path.GetFullPath(dir);
+        dir = Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir));
         if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder not found: {dir}");
         string configPath = Path.Combine(dir, ConfigFileName);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{dir} has no {ConfigFileName}; not a Hugging Face model folder", configPath);

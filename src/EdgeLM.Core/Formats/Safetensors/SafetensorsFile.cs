@@ -137,8 +137,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         long begin = ReadOffset(offEl[0]), end = ReadOffset(offEl[1]);
         long ReadOffset(JsonElement e) =>
             e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out long v) && v >= 0 ? v : throw bad($"tensor '{name}' has an invalid data offset {e.GetRawText()}");
-        if (begin > end || end > dataLength)
-            throw bad($"tensor '{name}' data_offsets [{begin}, {end}] are outside the {dataLength}-byte data section");
+        if (begin > end) throw bad($"tensor '{name}' data_offsets [{begin}, {end}] end before they begin");
+        if (end > dataLength) throw bad($"tensor '{name}' data_offsets [{begin}, {end}] are outside the {dataLength}-byte data section");
         long bytes = elements * GgmlTypeInfo.BlockBytes(type);
         if (end - begin != bytes)
             throw bad($"tensor '{name}' occupies {end - begin} bytes, but {dtype} [{string.Join(", ", shape)}] needs {bytes}");
