@@ -24,7 +24,8 @@ public sealed class LoadedModel : IDisposable
     /// <summary>The Hugging Face folder's tokenizer.json, when there is one.</summary>
     public string? TokenizerJsonPath { get; }
 
-    internal LoadedModel(IDisposable owner, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors,
+    /// <summary>Takes ownership of <paramref name="owner"/> (the mapped files or buffers behind the tensors).</summary>
+    public LoadedModel(IDisposable owner, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors,
         GgufMetadata metadata, string sourcePath, string format, long fileBytes, string? tokenizerJsonPath)
     {
         _owner = owner;

@@ -108,6 +108,24 @@ public class SafetensorsTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void EveryTruncationOfAValidFileFails()
+    {
+        string dir = TestPaths.NewTempDir();
+        string full = Path.Combine(dir, "full.safetensors");
+        var w = new SafetensorsWriter();
+        w.Add("a", GgmlType.F16, [3, 2], Rand(1, 12));
+        w.Add("b", GgmlType.F32, [2], Rand(2, 8));
+        w.Write(full);
+        var bytes = File.ReadAllBytes(full);
+        string cut = Path.Combine(dir, "cut.safetensors");
+        for (int n = 0; n < bytes.Length; n++)
+        {
+            File.WriteAllBytes(cut, bytes.AsSpan(0, n).ToArray());
+            Assert.Throws<InvalidDataException>(() => SafetensorsFile.Open(cut).Dispose());
+        }
+    }
+
+    [Fact]
     public void ScalarBecomesOneElementTensor()
     {
         string path = Path.Combine(TestPaths.NewTempDir(), "s.safetensors");
