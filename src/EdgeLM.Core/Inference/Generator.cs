@@ -53,7 +53,7 @@ public sealed class Generator
         if (_session.Position + newTokens.Length > ctx)
             throw new ArgumentException($"prompt of {_session.Position + newTokens.Length} tokens exceeds the context of {ctx} tokens");
 
-        var sampler = new Sampler(options.Sampling, _session.VocabSize);
+        var sampler = new Sampler(options.Sampling, _session.Config.VocabSize);
         var decoder = new StreamingDecoder(_tokenizer);
         var stops = new StopSequenceMatcher(options.StopStrings);
         var history = new int[Math.Min(ctx, newTokens.Length + options.MaxNewTokens)];

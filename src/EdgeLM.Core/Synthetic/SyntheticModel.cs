@@ -100,20 +100,20 @@ public static class SyntheticModel
     {
         CheckStorageType(type);
         Directory.CreateDirectory(dir);
-        var writer = new SafetensorsWriter();
+        var writer = new ShardedSafetensorsWriter(maxShardBytes: 4L << 30);
         var plan = Plan(c);
         long total = plan.Sum(s => s.Elements), done = 0;
         foreach (var spec in plan)
         {
             long[] torchShape = spec.Shape.Reverse().ToArray();
-            writer.Add(HfTensorNames.FromGguf(spec.Name), type, torchShape, stream =>
+            writer.Add(HfTensorNames.ToHf(spec.Name) ?? throw new InvalidOperationException($"no Hugging Face name for {spec.Name}"), type, torchShape, stream =>
             {
                 WriteValues(stream, spec, type, type, seed);
                 done += spec.Elements;
                 progress?.Report((double)done / total);
             });
         }
-        writer.WriteSharded(dir, maxShardBytes: 4L << 30);
+        writer.Write(dir);
         HfFolder.WriteConfig(dir, c, type switch { GgmlType.F32 => "float32", GgmlType.F16 => "float16", _ => "bfloat16" });
         if (tokenizerJson != null)
         {
