@@ -18,6 +18,7 @@ const repoRoot = resolve(here, "..", "..");
 const sharedDir = process.env.EDGELM_SHARED || resolve(repoRoot, "..", "shared");
 const qwenDir = join(sharedDir, "tokenizers", "qwen");
 const outPath = join(repoRoot, "tests", "data", "tokenizer", "qwen-corpus.jsonl");
+const chatOutPath = join(repoRoot, "tests", "data", "tokenizer", "qwen-chat.jsonl");
 
 const tokenizer = TokenizerLoader.fromPreTrained({
   tokenizerJSON: JSON.parse(readFileSync(join(qwenDir, "tokenizer.json"), "utf8")),
@@ -95,3 +96,32 @@ for (const text of corpus) {
 mkdirSync(dirname(outPath), { recursive: true });
 writeFileSync(outPath, lines.join("\n") + "\n");
 console.log(`wrote ${lines.length} lines to ${outPath}`);
+
+// Chats rendered by a Jinja engine from qwen2.5-chat-template.jinja: the branch of Qwen2.5-Instruct's chat template
+// taken when no tools are given (default system prompt, ChatML turns, grouped tool responses). The Jinja engine of
+// @lenml/tokenizers 3.7.2 cannot parse Qwen3's template (shared tokenizer_config.json), so that one is not rendered here.
+const templates = {
+  "qwen2.5": readFileSync(join(here, "qwen2.5-chat-template.jinja"), "utf8"),
+};
+const chats = [
+  { messages: [{ role: "user", content: "Hello!" }], add_generation_prompt: true },
+  { messages: [{ role: "user", content: "Hello!" }], add_generation_prompt: false },
+  { messages: [{ role: "system", content: "You are terse." }, { role: "user", content: "2+2?" }], add_generation_prompt: true },
+  { messages: [{ role: "user", content: "Hi" }, { role: "assistant", content: "Hello! How can I help?" }, { role: "user", content: "Tell me a joke\nplease" }], add_generation_prompt: true },
+  { messages: [{ role: "system", content: "" }, { role: "user", content: "" }], add_generation_prompt: true },
+  { messages: [{ role: "user", content: "你好，世界 😀" }, { role: "assistant", content: "  spaced  " }, { role: "user", content: "again" }], add_generation_prompt: false },
+  { messages: [{ role: "system", content: "S1" }, { role: "user", content: "u" }, { role: "system", content: "S2" }, { role: "user", content: "v" }], add_generation_prompt: true },
+  { messages: [{ role: "user", content: "call it" }, { role: "tool", content: "{\"r\": 1}" }, { role: "tool", content: "second" }, { role: "user", content: "ok" }], add_generation_prompt: true },
+];
+const chatLines = [];
+for (const [name, template] of Object.entries(templates)) {
+  for (const chat of chats) {
+    const options = { tokenize: false, add_generation_prompt: chat.add_generation_prompt };
+    if (template) options.chat_template = template;
+    const text = tokenizer.apply_chat_template(chat.messages, options);
+    const ids = tokenizer.encode(text, { add_special_tokens: false });
+    chatLines.push(JSON.stringify({ template: name, messages: chat.messages, add_generation_prompt: chat.add_generation_prompt, text, ids }));
+  }
+}
+writeFileSync(chatOutPath, chatLines.join("\n") + "\n");
+console.log(`wrote ${chatLines.length} lines to ${chatOutPath}`);
