@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using EdgeLM.Formats.Gguf;
 
@@ -22,6 +23,7 @@ public sealed partial class BpeTokenizer
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">The file is not a supported tokenizer.json.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static BpeTokenizer FromTokenizerJson(string tokenizerJsonPath)
     {
         ArgumentException.ThrowIfNullOrEmpty(tokenizerJsonPath);
@@ -150,6 +152,7 @@ public sealed partial class BpeTokenizer
             throw new InvalidDataException($"{name}: BPE dropout is not supported");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static List<(string, string)> ReadMerges(JsonElement merges, string name)
     {
         var result = new List<(string, string)>(merges.GetArrayLength());

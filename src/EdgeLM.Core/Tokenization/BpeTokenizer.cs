@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text;
 
 namespace EdgeLM.Tokenization;
@@ -47,6 +48,8 @@ public sealed partial class BpeTokenizer
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _wordCacheLookup;
     private int _wordCacheCount;
 
+    // Loading loops over ~150k tokens and merges once; skipping tier-0 JIT roughly halves a cold load.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private BpeTokenizer(string[] tokenTexts, TokenKind[] kinds, IReadOnlyList<(string Left, string Right)> merges,
         int? bosId, int? eosId, int? padId, bool addBos, string? chatTemplate)
     {
@@ -55,7 +58,6 @@ public sealed partial class BpeTokenizer
         _kinds = kinds;
         _tokenBytes = new byte[vocabSize][];
         _idByText = new Dictionary<string, int>(vocabSize, StringComparer.Ordinal);
-        var bpeIdByText = new Dictionary<string, int>(vocabSize, StringComparer.Ordinal);
         var addedTokens = new List<(string Text, int Id, bool Special)>();
 
         for (int id = 0; id < vocabSize; id++)
@@ -73,27 +75,36 @@ public sealed partial class BpeTokenizer
                 default:
                     // Vocabularies written by other tools may hold a token that is not byte-level text; keep its UTF-8.
                     _tokenBytes[id] = ByteLevel.TryDecode(text, out byte[] bytes) ? bytes : Encoding.UTF8.GetBytes(text);
-                    bpeIdByText.TryAdd(text, id);
+                    _idByText.TryAdd(text, id);
                     break;
             }
-            _idByText.TryAdd(text, id);
         }
+        // Ordinary (BPE) tokens take precedence for a text that is both; added tokens are found by the matcher anyway.
+        foreach (var (text, id, _) in addedTokens) _idByText.TryAdd(text, id);
+        for (int id = 0; id < vocabSize; id++)
+            if (kinds[id] == TokenKind.Unused) _idByText.TryAdd(tokenTexts[id], id);
 
         for (int b = 0; b < 256; b++)
         {
             string symbol = ByteLevel.ByteToChar((byte)b).ToString();
-            if (!bpeIdByText.TryGetValue(symbol, out _byteTokenIds[b]))
+            if (!TryGetBpeId(symbol, out _byteTokenIds[b]))
                 throw new InvalidDataException($"tokenizer vocabulary lacks the byte-level token '{symbol}' for byte 0x{b:X2}");
         }
 
         _merges = new (int, int)[merges.Count];
         _mergeByPair = new Dictionary<long, long>(merges.Count);
+        var lookup = _idByText.GetAlternateLookup<ReadOnlySpan<char>>();
+        char[] concatBuffer = new char[256];
         for (int rank = 0; rank < merges.Count; rank++)
         {
             var (left, right) = merges[rank];
-            if (!bpeIdByText.TryGetValue(left, out int leftId) || !bpeIdByText.TryGetValue(right, out int rightId))
+            if (!TryGetBpeId(left, out int leftId) || !TryGetBpeId(right, out int rightId))
                 throw new InvalidDataException($"tokenizer merge {rank} '{left} {right}' refers to a token that is not in the vocabulary");
-            if (!bpeIdByText.TryGetValue(string.Concat(left, right), out int resultId))
+            int length = left.Length + right.Length;
+            if (length > concatBuffer.Length) concatBuffer = new char[length * 2];
+            left.CopyTo(concatBuffer);
+            right.CopyTo(concatBuffer.AsSpan(left.Length));
+            if (!lookup.TryGetValue(concatBuffer.AsSpan(0, length), out int resultId) || kinds[resultId] is not (TokenKind.Normal or TokenKind.Unknown or TokenKind.Byte))
                 throw new InvalidDataException($"tokenizer merge {rank} '{left} {right}' produces a token that is not in the vocabulary");
             _merges[rank] = (leftId, rightId);
             // A repeated pair takes its last rank: Hugging Face builds its merge map by inserting in file order.
@@ -114,6 +125,9 @@ public sealed partial class BpeTokenizer
             if (id is int value && !endIds.Contains(value)) endIds.Add(value);
         _endOfGenerationIds = endIds.ToArray();
     }
+
+    private bool TryGetBpeId(string text, out int id) =>
+        _idByText.TryGetValue(text, out id) && _kinds[id] is TokenKind.Normal or TokenKind.Unknown or TokenKind.Byte;
 
     private int? CheckedId(int? id, string what) => id is int value && (value < 0 || value >= VocabSize)
         ? throw new InvalidDataException($"tokenizer {what} token id {value} is outside the vocabulary (size {VocabSize})")
