@@ -23,7 +23,7 @@ internal sealed class ChatCommand : Command
         var sampling = ModelOptions.SamplingFrom(a);
         int n = a.Int("--n-predict", 512, 1);
         using var model = ModelOptions.Load(a);
-        var tokenizer = ModelOptions.Tokenizer(model, a);
+        var tokenizer = ModelOptions.LoadTokenizer(model, a);
         using var session = ModelOptions.CreateSession(model, a);
         var generator = new Generator(session, tokenizer);
         var options = new GenerationOptions { MaxNewTokens = n, Sampling = sampling, StopStrings = a.GetAll("--stop") };

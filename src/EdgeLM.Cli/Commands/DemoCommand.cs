@@ -54,7 +54,7 @@ internal sealed class DemoCommand : Command
         var tokenizer = ModelTokenizers.Require(model);
         err.WriteLine($"loaded: {model.Tensors.Count} tensors, {model.FileBytes / 1e6:F0} MB memory-mapped, {threads} threads");
 
-        string chat = ChatFormat.Render([new ChatMessage("user", prompt)], tokenizer.ChatTemplate, addGenerationPrompt: true);
+        string chat = ChatFormat.Render(tokenizer, [new ChatMessage("user", prompt)], addGenerationPrompt: true);
         int[] ids = tokenizer.Encode(chat);
         using var session = new InferenceSession(model.Config, model.Weights, Math.Min(model.Config.ContextLength, ids.Length + n + 16), threads);
         var generator = new Generator(session, tokenizer);

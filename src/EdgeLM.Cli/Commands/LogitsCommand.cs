@@ -24,7 +24,7 @@ internal sealed class LogitsCommand : Command
         string output = a.Require("--out");
         using var model = ModelOptions.Load(a);
         int[] ids = a.Get("--ids") is { } list ? ParseIds(list, model.Config.VocabSize)
-            : a.Get("--prompt") is { } text ? ModelOptions.Tokenizer(model, a).Encode(text)
+            : a.Get("--prompt") is { } text ? ModelOptions.LoadTokenizer(model, a).Encode(text)
             : throw new UsageException("give --ids 1,2,3 or -p TEXT");
         if (ids.Length == 0) throw new UsageException("no tokens to run");
         if (ids.Length > model.Config.ContextLength)

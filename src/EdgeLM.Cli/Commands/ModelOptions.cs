@@ -52,5 +52,5 @@ internal static class ModelOptions
         return new InferenceSession(model.Config, model.Weights, ctx, ThreadCount(a));
     }
 
-    public static BpeTokenizer Tokenizer(LoadedModel model, ParsedArgs a) => ModelTokenizers.Require(model, a.Get("--tokenizer"));
+    public static BpeTokenizer LoadTokenizer(LoadedModel model, ParsedArgs a) => ModelTokenizers.Require(model, a.Get("--tokenizer"));
 }

@@ -29,13 +29,13 @@ internal sealed class RunCommand : Command
         int n = a.Int("--n-predict", 128, 0);
         var sampling = ModelOptions.SamplingFrom(a);
         using var model = ModelOptions.Load(a);
-        var tokenizer = ModelOptions.Tokenizer(model, a);
+        var tokenizer = ModelOptions.LoadTokenizer(model, a);
         if (a.Flag("--chat"))
         {
             var messages = new List<ChatMessage>();
             if (a.Get("--system") is { } sys) messages.Add(new ChatMessage("system", sys));
             messages.Add(new ChatMessage("user", prompt));
-            prompt = ChatFormat.Render(messages, tokenizer.ChatTemplate, addGenerationPrompt: true);
+            prompt = ChatFormat.Render(tokenizer, messages, addGenerationPrompt: true);
         }
         var ids = tokenizer.Encode(prompt, parseSpecial: !a.Flag("--no-special"));
         if (tokenizer.AddBos && tokenizer.BosId is int bos) ids = [bos, .. ids];

@@ -25,7 +25,7 @@ public sealed class ChatSession
     public GenerationResult Send(string userText, GenerationOptions options, Action<string> onText, CancellationToken cancel = default)
     {
         _messages.Add(new ChatMessage("user", userText));
-        string prompt = ChatFormat.Render(_messages, _tokenizer.ChatTemplate, addGenerationPrompt: true);
+        string prompt = ChatFormat.Render(_tokenizer, _messages, addGenerationPrompt: true);
         int[] ids = _tokenizer.Encode(prompt);
 
         var session = _generator.Session;

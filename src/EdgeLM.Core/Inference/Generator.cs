@@ -53,8 +53,11 @@ public sealed class Generator
         if (_session.Position + newTokens.Length > ctx)
             throw new ArgumentException($"prompt of {_session.Position + newTokens.Length} tokens exceeds the context of {ctx} tokens");
 
-        var sampler = new Sampler(options.Sampling, _session.Config.VocabSize);
-        var decoder = new StreamingDecoder(_tokenizer);
+        // Models often have more output rows than the tokenizer has tokens (Qwen: 151,936 vs 151,669); rows past
+        // the tokenizer are padding that no text maps to, so they are never sampled.
+        int samplable = Math.Min(_session.Config.VocabSize, _tokenizer.VocabSize);
+        var sampler = new Sampler(options.Sampling, samplable);
+        var decoder = _tokenizer.CreateStreamingDecoder();
         var stops = new StopSequenceMatcher(options.StopStrings);
         var history = new int[Math.Min(ctx, newTokens.Length + options.MaxNewTokens)];
         newTokens[Math.Max(0, newTokens.Length - history.Length)..].CopyTo(history);
@@ -67,12 +70,12 @@ public sealed class Generator
         clock.Restart();
 
         FinishReason finish = FinishReason.Length;
-        Span<int> one = stackalloc int[1];
+        var one = new int[1]; // once per generation: a stackalloc span cannot carry the logits span out of the loop
         while (generated.Count < options.MaxNewTokens)
         {
             if (cancel.IsCancellationRequested) { finish = FinishReason.Cancelled; break; }
             int window = Math.Min(historyLen, options.Sampling.RepetitionWindow);
-            int token = sampler.Sample(logits, history.AsSpan(historyLen - window, window));
+            int token = sampler.Sample(logits[..samplable], history.AsSpan(historyLen - window, window));
             if (options.StopAtEndOfGeneration && _endIds.Contains(token)) { finish = FinishReason.EndOfGeneration; break; }
             generated.Add(token);
             if (historyLen == history.Length) { Array.Copy(history, 1, history, 0, history.Length - 1); historyLen--; }

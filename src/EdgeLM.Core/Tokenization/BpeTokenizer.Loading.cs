@@ -296,13 +296,22 @@ public sealed partial class BpeTokenizer
     /// Writes this tokenizer as llama.cpp's convert_hf_to_gguf.py does for Qwen2 (gpt2/qwen2, byte-level token strings,
     /// control tokens for special added tokens, "a b" merges). Keys for absent values are removed.
     /// </summary>
-    public void WriteToGgufMetadata(GgufMetadata md)
+    /// <param name="padToVocabSize">
+    /// The model's embedding rows when it has more than the tokenizer has tokens (Qwen: 151,936 rows, 151,669 tokens):
+    /// llama.cpp requires one token per row, so the rest are written as unused "[PADn]" tokens, as its converter does.
+    /// </param>
+    public void WriteToGgufMetadata(GgufMetadata md, int? padToVocabSize = null)
     {
         ArgumentNullException.ThrowIfNull(md);
+        int total = Math.Max(VocabSize, padToVocabSize ?? 0);
+        var texts = new string[total];
+        var kinds = new int[total];
+        for (int id = 0; id < total; id++)
+            (texts[id], kinds[id]) = id < VocabSize ? (_tokenTexts[id], (int)_kinds[id]) : ($"[PAD{id}]", (int)TokenKind.Unused);
         md.Set(KeyModel, GgufValue.Of("gpt2"));
         md.Set(KeyPre, GgufValue.Of("qwen2"));
-        md.Set(KeyTokens, GgufValue.Of((string[])_tokenTexts.Clone()));
-        md.Set(KeyTokenType, GgufValue.Of(_kinds.Select(k => (int)k).ToArray()));
+        md.Set(KeyTokens, GgufValue.Of(texts));
+        md.Set(KeyTokenType, GgufValue.Of(kinds));
         md.Set(KeyMerges, GgufValue.Of(_merges.Select(m => _tokenTexts[m.Left] + " " + _tokenTexts[m.Right]).ToArray()));
         SetOrRemove(KeyEos, EosId);
         SetOrRemove(KeyPad, PadId);
