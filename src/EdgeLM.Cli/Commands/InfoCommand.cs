@@ -32,8 +32,7 @@ internal sealed class InfoCommand : Command
         o.WriteLine($"rope:             theta {c.RopeTheta:G}, {c.RopeStyle}");
         o.WriteLine($"rms norm eps:     {c.RmsNormEps:G}");
         o.WriteLine($"tied embeddings:  {(c.TiedEmbeddings ? "yes" : "no")}");
-        var tok = ModelTokenizers.Load(model);
-        o.WriteLine($"tokenizer:        {(tok == null ? "none" : $"{tok.VocabSize} tokens, bos {tok.BosId?.ToString() ?? "-"}, eos {tok.EosId?.ToString() ?? "-"}, chat template {(tok.ChatTemplate != null ? "yes" : "no")}")}");
+        o.WriteLine($"tokenizer:        {DescribeTokenizer(model)}");
         if (a.Flag("--metadata"))
         {
             o.WriteLine();
@@ -56,6 +55,21 @@ internal sealed class InfoCommand : Command
         o.WriteLine($"tensor bytes:     {bytes:N0} ({bytes / (double)(1 << 20):F1} MiB, {8.0 * bytes / parameters:F2} bits per weight)");
         o.WriteLine($"file bytes:       {model.FileBytes:N0}");
         return 0;
+    }
+
+    // info describes any file it can parse, so a tokenizer we cannot use is reported, not fatal.
+    private static string DescribeTokenizer(LoadedModel model)
+    {
+        try
+        {
+            var tok = ModelTokenizers.Load(model);
+            return tok == null ? "none"
+                : $"{tok.VocabSize} tokens, bos {tok.BosId?.ToString() ?? "-"}, eos {tok.EosId?.ToString() ?? "-"}, chat template {(tok.ChatTemplate != null ? "yes" : "no")}";
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException)
+        {
+            return "unsupported (" + e.Message.ReplaceLineEndings(" ") + ")";
+        }
     }
 
     private static string Shorten(string s) => s.Length > 120 ? s[..117] + "..." : s.ReplaceLineEndings("\\n");

@@ -54,8 +54,8 @@ public sealed class Generator
             throw new ArgumentException($"prompt of {_session.Position + newTokens.Length} tokens exceeds the context of {ctx} tokens");
 
         // Models often have more output rows than the tokenizer has tokens (Qwen: 151,936 vs 151,669); rows past
-        // the tokenizer are padding that no text maps to, so they are never sampled.
-        int samplable = Math.Min(_session.Config.VocabSize, _tokenizer.VocabSize);
+        // the tokenizer are padding that no text maps to, so they are never sampled, whichever file the model came from.
+        int samplable = Math.Min(_session.Config.VocabSize, _tokenizer.UsedVocabSize);
         var sampler = new Sampler(options.Sampling, samplable);
         var decoder = _tokenizer.CreateStreamingDecoder();
         var stops = new StopSequenceMatcher(options.StopStrings);

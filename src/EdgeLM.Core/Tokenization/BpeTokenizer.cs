@@ -135,6 +135,20 @@ public sealed partial class BpeTokenizer
 
     /// <summary>Number of token ids, including added and unused ones.</summary>
     public int VocabSize => _tokenTexts.Length;
+
+    /// <summary>
+    /// Ids below this are real tokens; above it only the unused "[PADn]" rows that GGUF files carry to match the
+    /// model's embedding size. A tokenizer.json of the same model has exactly this many tokens.
+    /// </summary>
+    public int UsedVocabSize
+    {
+        get
+        {
+            int n = _kinds.Length;
+            while (n > 0 && _kinds[n - 1] == TokenKind.Unused) n--;
+            return n;
+        }
+    }
     public int? BosId { get; }
     public int? EosId { get; }
     public int? PadId { get; }

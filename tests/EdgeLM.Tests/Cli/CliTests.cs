@@ -120,3 +120,41 @@ public class CliTests(SyntheticFixture fixture) : IClassFixture<SyntheticFixture
         Assert.Equal("9707,1879,151645", r.StdOut.Trim());
     }
 }
+
+public class CliRealTokenizerTests
+{
+    [Fact]
+    public void SynthWithTheRealTokenizerRunsTheSameFromGgufAndHuggingFaceFolder()
+    {
+        if (!File.Exists(TestPaths.QwenTokenizerJson)) return; // ../shared is always present in CI
+        string dir = TestPaths.NewTempDir();
+        try
+        {
+            string gguf = Path.Combine(dir, "tiny.gguf"), hf = Path.Combine(dir, "tiny-hf");
+            var synth = CliRunner.Run(["synth", "--preset", "tiny", "-o", gguf, "--type", "bf16", "--seed", "3",
+                "--tokenizer", TestPaths.QwenTokenizerJson, "--hf-dir", hf]);
+            Assert.True(synth.ExitCode == 0, synth.ToString());
+            Assert.True(File.Exists(Path.Combine(hf, "config.json")) && File.Exists(Path.Combine(hf, "tokenizer.json")));
+
+            string[] run = ["run", "-p", "The capital of France is", "-n", "12", "--seed", "9", "--temp", "1", "--stats", "-t", "2"];
+            var fromGguf = CliRunner.Run(["run", "-m", gguf, .. run[1..]]);
+            var fromHf = CliRunner.Run(["run", "-m", hf, .. run[1..]]);
+            Assert.True(fromGguf.ExitCode == 0, fromGguf.ToString());
+            Assert.True(fromHf.ExitCode == 0, fromHf.ToString());
+            Assert.Equal(fromGguf.StdOut, fromHf.StdOut);
+            Assert.Contains("generated: 12 tokens", fromGguf.StdErr);
+
+            var info = CliRunner.Run(["info", "-m", gguf]);
+            Assert.Contains("tokenizer:        151936 tokens", info.StdOut);
+
+            // Two chat turns from standard input; the second reuses the cache of the first.
+            var chat = CliRunner.Run(["chat", "-m", gguf, "-n", "8", "--seed", "1", "--stats"], stdin: "Hi there\nAnd again\n/exit\n");
+            Assert.True(chat.ExitCode == 0, chat.ToString());
+            Assert.Equal(2, chat.StdErr.Split('\n').Count(l => l.StartsWith("prompt:")));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

@@ -45,6 +45,35 @@ public class InferenceSessionTests
         return logits;
     }
 
+    /// <summary>Quantized weights: the engine must agree with the float64 reference run on the dequantized weights.</summary>
+    public static TheoryData<TinyModelSpec> QuantizedSpecs => new()
+    {
+        new TinyModelSpec(GgmlType.Q8_0),
+        new TinyModelSpec(GgmlType.Q4_0, Tied: true),
+        new TinyModelSpec(GgmlType.Q4_1, Biases: false, Rope: RopeStyle.Interleaved),
+        new TinyModelSpec(GgmlType.Q5_0),
+        new TinyModelSpec(GgmlType.Q5_1, KvHeads: 1),
+        new TinyModelSpec(GgmlType.Q2_K, Hidden: 256, Ff: 512),
+        new TinyModelSpec(GgmlType.Q3_K, Hidden: 256, Ff: 512, Tied: true),
+        new TinyModelSpec(GgmlType.Q4_K, Hidden: 256, Ff: 512),
+        new TinyModelSpec(GgmlType.Q5_K, Hidden: 256, Ff: 512),
+        new TinyModelSpec(GgmlType.Q6_K, Hidden: 256, Ff: 512),
+    };
+
+    [Theory]
+    [MemberData(nameof(QuantizedSpecs))]
+    public void QuantizedWeightsMatchTheDequantizedReference(TinyModelSpec spec)
+    {
+        using var model = new TinyModel(spec);
+        Assert.Equal(spec.WeightType, model.Weights.Layers[0].Wq.Type);
+        int[] tokens = model.RandomTokens(9, seed: 5);
+        double[][] expected = new ReferenceModel(model.Config, model.Weights).Logits(tokens);
+        using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
+        float[] logits = ForwardAll(session, tokens);
+        int v = model.Config.VocabSize;
+        for (int p = 0; p < tokens.Length; p++) AssertMatches(expected[p], logits.AsSpan(p * v, v), $"{spec} position {p}");
+    }
+
     [Theory]
     [MemberData(nameof(Specs))]
     public void PrefillMatchesReferenceAtEveryPosition(TinyModelSpec spec)

@@ -1,5 +1,6 @@
 using EdgeLM.Models;
 using EdgeLM.Tensors;
+using EdgeLM.Tensors.Quantization;
 
 namespace EdgeLM.Tests.Inference;
 
@@ -72,6 +73,11 @@ internal sealed unsafe class TinyModel : IDisposable
         long bytes = Tensor.ExpectedBytes(type, shape);
         var buffer = new NativeBuffer(bytes);
         _buffers.Add(buffer);
+        if (type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
+        {
+            Quantize.Rows(type, values, (int)shape[0], new Span<byte>(buffer.Pointer, checked((int)bytes)));
+            return new Tensor(name, type, shape, buffer.Pointer, bytes);
+        }
         for (long i = 0; i < values.Length; i++)
         {
             switch (type)
