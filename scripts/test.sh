@@ -3,9 +3,15 @@
 # so that the AVX2 and portable Vector128 (Arm) paths stay tested on an AVX-512 machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 dotnet build EdgeLM.slnx -c Release --nologo -v quiet
-dotnet test EdgeLM.slnx -c Release --no-build --nologo
+dotnet test EdgeLM.slnx -c Release --no-build --nologo 2>&1 | tee -a "$log"
 for isa in "DOTNET_EnableAVX512F=0" "DOTNET_EnableAVX2=0"; do
   echo "== kernel tests with $isa =="
-  env "$isa" dotnet test EdgeLM.slnx -c Release --no-build --nologo --filter "Category=Kernels"
+  env "$isa" dotnet test EdgeLM.slnx -c Release --no-build --nologo --filter "Category=Kernels" 2>&1 | tee -a "$log"
 done
+# One closing line over all runs, in the plain form CI tools read.
+passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+echo "tests: $passed passed, $failed failed"
