@@ -66,6 +66,22 @@ internal static unsafe class KQuant
     public static float Half(byte* p) => HalfPrecision.FromF16(*(ushort*)p);
 
     /// <summary>
+    /// The two IEEE halves at <paramref name="p"/> (d and dmin of a block) as floats in lanes 0 and 1, exactly as
+    /// <see cref="HalfPrecision.FromF16"/> but branch-free: the 15 magnitude bits moved to float position and
+    /// rescaled by 2^112 (0x77800000) cover normals and subnormals; an all-ones exponent is patched to inf/NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> HalfPair(byte* p)
+    {
+        Vector128<uint> h = Vector128.WidenLower(Vector128.CreateScalar(Unsafe.ReadUnaligned<uint>(p)).AsUInt16());
+        Vector128<uint> magnitude = (h & Vector128.Create(0x7FFFu)) << 13;
+        Vector128<float> value = magnitude.AsSingle() * Vector128.Create(0x77800000u).AsSingle();
+        Vector128<uint> infOrNaN = Vector128.Equals(h & Vector128.Create(0x7C00u), Vector128.Create(0x7C00u));
+        value = Vector128.ConditionalSelect(infOrNaN.AsSingle(), (magnitude | Vector128.Create(0x7F800000u)).AsSingle(), value);
+        return (value.AsUInt32() | ((h & Vector128.Create(0x8000u)) << 16)).AsSingle();
+    }
+
+    /// <summary>
     /// ggml's kmask trick for the 12 scale bytes of Q4_K/Q5_K: eight 6-bit scales land in bytes 0..7 of
     /// (scales0, scales1) and eight 6-bit mins in bytes 0..7 of (mins0, mins1), the same as get_scale_min_k4.
     /// </summary>
@@ -134,6 +150,7 @@ internal static unsafe class KQuant
     public static Vector256<short> BroadcastShort(Vector256<short> v, Vector256<byte> mask)
         => Avx2.Shuffle(v.AsByte(), mask).AsInt16();
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<byte> ShortBroadcastMask(int i)
     {
         byte lo = (byte)(2 * i), hi = (byte)(2 * i + 1);

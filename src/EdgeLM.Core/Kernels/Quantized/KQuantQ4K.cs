@@ -73,9 +73,6 @@ public unsafe struct Q4_KKernel : IWeightKernel
 
     private static void RowAvx2<TCols>(byte* w, byte* x0, byte* x1, int blocks, float* y0, float* y1) where TCols : struct, IColumnCount
     {
-        var lowNibble = Vector256.Create((byte)0x0F);
-        var groupA = KQuant.ShortBroadcastMask(0);
-        var groupB = KQuant.ShortBroadcastMask(1);
         // Duplicates each min byte so that, widened, min g sits next to both bsums of its 32 values.
         var minPairs = Vector128.Create((byte)8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
         var acc0 = Vector256<float>.Zero;
@@ -93,33 +90,41 @@ public unsafe struct Q4_KKernel : IWeightKernel
             byte* qs = w + QuantsOffset;
             byte* q80 = x0 + KQuant.Q8Quants;
             byte* q81 = x1 + KQuant.Q8Quants;
-            for (int chunk = 0; chunk < 4; chunk++, qs += 32, q80 += 64, q81 += 64)
-            {
-                Vector256<byte> bits = Avx.LoadVector256(qs);
-                Vector256<byte> low = bits & lowNibble;
-                Vector256<byte> high = Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & lowNibble;
-                Vector256<short> scaleLow = KQuant.BroadcastShort(scales, groupA);
-                Vector256<short> scaleHigh = KQuant.BroadcastShort(scales, groupB);
-                scales = Avx2.ShiftRightLogical128BitLane(scales, 4);
-                sum0 += KQuant.ScaledDot(low, q80, scaleLow) + KQuant.ScaledDot(high, q80 + 32, scaleHigh);
-                if (TCols.Two) sum1 += KQuant.ScaledDot(low, q81, scaleLow) + KQuant.ScaledDot(high, q81 + 32, scaleHigh);
-            }
+            // Unrolled so every scale broadcast uses a constant mask.
+            Chunk<TCols>(qs, q80, q81, scales, KQuant.ShortBroadcastMask(0), KQuant.ShortBroadcastMask(1), ref sum0, ref sum1);
+            Chunk<TCols>(qs + 32, q80 + 64, q81 + 64, scales, KQuant.ShortBroadcastMask(2), KQuant.ShortBroadcastMask(3), ref sum0, ref sum1);
+            Chunk<TCols>(qs + 64, q80 + 128, q81 + 128, scales, KQuant.ShortBroadcastMask(4), KQuant.ShortBroadcastMask(5), ref sum0, ref sum1);
+            Chunk<TCols>(qs + 96, q80 + 192, q81 + 192, scales, KQuant.ShortBroadcastMask(6), KQuant.ShortBroadcastMask(7), ref sum0, ref sum1);
 
-            float d = KQuant.Half(w), dmin = KQuant.Half(w + 2);
-            acc0 = Accumulate(acc0, sum0, mins, x0, d, dmin);
-            if (TCols.Two) acc1 = Accumulate(acc1, sum1, mins, x1, d, dmin);
+            Vector128<float> deltas = KQuant.HalfPair(w);
+            acc0 = Accumulate(acc0, sum0, mins, x0, deltas);
+            if (TCols.Two) acc1 = Accumulate(acc1, sum1, mins, x1, deltas);
         }
         *y0 = Vector256.Sum(acc0);
         if (TCols.Two) *y1 = Vector256.Sum(acc1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Accumulate(Vector256<float> acc, Vector256<int> sum, Vector256<short> mins, byte* q8Block, float d, float dmin)
+    private static void Chunk<TCols>(byte* qs, byte* q80, byte* q81, Vector256<short> scales, Vector256<byte> maskLow, Vector256<byte> maskHigh,
+        ref Vector256<int> sum0, ref Vector256<int> sum1) where TCols : struct, IColumnCount
     {
-        float yd = *(float*)q8Block;
+        var lowNibble = Vector256.Create((byte)0x0F);
+        Vector256<byte> bits = Avx.LoadVector256(qs);
+        Vector256<byte> low = bits & lowNibble;
+        Vector256<byte> high = Avx2.ShiftRightLogical(bits.AsUInt16(), 4).AsByte() & lowNibble;
+        Vector256<short> scaleLow = KQuant.BroadcastShort(scales, maskLow);
+        Vector256<short> scaleHigh = KQuant.BroadcastShort(scales, maskHigh);
+        sum0 += KQuant.ScaledDot(low, q80, scaleLow) + KQuant.ScaledDot(high, q80 + 32, scaleHigh);
+        if (TCols.Two) sum1 += KQuant.ScaledDot(low, q81, scaleLow) + KQuant.ScaledDot(high, q81 + 32, scaleHigh);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Accumulate(Vector256<float> acc, Vector256<int> sum, Vector256<short> mins, byte* q8Block, Vector128<float> deltas)
+    {
+        Vector128<float> scaled = deltas * Vector128.Create(*(float*)q8Block);
         Vector256<int> minTerm = Avx2.MultiplyAddAdjacent(Avx.LoadVector256((short*)(q8Block + KQuant.Q8Bsums)), mins);
-        acc = Fma.MultiplyAdd(Vector256.Create(d * yd), Avx.ConvertToVector256Single(sum), acc);
-        return Fma.MultiplyAdd(Vector256.Create(-dmin * yd), Avx.ConvertToVector256Single(minTerm), acc);
+        acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scaled), Avx.ConvertToVector256Single(sum), acc);
+        return Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector256(Avx.Permute(scaled, 0b01_01_01_01)), Avx.ConvertToVector256Single(minTerm), acc);
     }
 
     private static float DotVector128(byte* w, byte* x, int blocks)

@@ -111,21 +111,21 @@ public unsafe struct Q5_KKernel : IWeightKernel
                 if (TCols.Two) sum1 += KQuant.ScaledDot(low, q81, scaleLow) + KQuant.ScaledDot(high, q81 + 32, scaleHigh);
             }
 
-            float d = KQuant.Half(w), dmin = KQuant.Half(w + 2);
-            acc0 = Accumulate(acc0, sum0, mins, x0, d, dmin);
-            if (TCols.Two) acc1 = Accumulate(acc1, sum1, mins, x1, d, dmin);
+            Vector128<float> deltas = KQuant.HalfPair(w);
+            acc0 = Accumulate(acc0, sum0, mins, x0, deltas);
+            if (TCols.Two) acc1 = Accumulate(acc1, sum1, mins, x1, deltas);
         }
         *y0 = Vector256.Sum(acc0);
         if (TCols.Two) *y1 = Vector256.Sum(acc1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Accumulate(Vector256<float> acc, Vector256<int> sum, Vector256<short> mins, byte* q8Block, float d, float dmin)
+    private static Vector256<float> Accumulate(Vector256<float> acc, Vector256<int> sum, Vector256<short> mins, byte* q8Block, Vector128<float> deltas)
     {
-        float yd = *(float*)q8Block;
+        Vector128<float> scaled = deltas * Vector128.Create(*(float*)q8Block);
         Vector256<int> minTerm = Avx2.MultiplyAddAdjacent(Avx.LoadVector256((short*)(q8Block + KQuant.Q8Bsums)), mins);
-        acc = Fma.MultiplyAdd(Vector256.Create(d * yd), Avx.ConvertToVector256Single(sum), acc);
-        return Fma.MultiplyAdd(Vector256.Create(-dmin * yd), Avx.ConvertToVector256Single(minTerm), acc);
+        acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scaled), Avx.ConvertToVector256Single(sum), acc);
+        return Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector256(Avx.Permute(scaled, 0b01_01_01_01)), Avx.ConvertToVector256Single(minTerm), acc);
     }
 
     private static float DotVector128(byte* w, byte* x, int blocks)

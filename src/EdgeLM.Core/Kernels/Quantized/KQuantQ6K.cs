@@ -112,7 +112,8 @@ public unsafe struct Q6_KKernel : IWeightKernel
                 }
             }
 
-            float d = KQuant.Half(w + DeltaOffset);
+            // The pair's second lane (the first scale bytes) is unused.
+            Vector128<float> d = KQuant.HalfPair(w + DeltaOffset);
             acc0 = Accumulate(acc0, sum0, orderedScales, x0, d);
             if (TCols.Two) acc1 = Accumulate(acc1, sum1, orderedScales, x1, d);
         }
@@ -121,11 +122,11 @@ public unsafe struct Q6_KKernel : IWeightKernel
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Accumulate(Vector256<float> acc, Vector256<int> sum, Vector256<short> orderedScales, byte* q8Block, float d)
+    private static Vector256<float> Accumulate(Vector256<float> acc, Vector256<int> sum, Vector256<short> orderedScales, byte* q8Block, Vector128<float> d)
     {
         Vector256<int> offset = Avx2.MultiplyAddAdjacent(Avx.LoadVector256((short*)(q8Block + KQuant.Q8Bsums)), orderedScales);
         sum -= Avx2.ShiftLeftLogical(offset, 5);
-        return Fma.MultiplyAdd(Vector256.Create(d * *(float*)q8Block), Avx.ConvertToVector256Single(sum), acc);
+        return Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(d * Vector128.CreateScalarUnsafe(*(float*)q8Block)), Avx.ConvertToVector256Single(sum), acc);
     }
 
     private static float DotVector128(byte* w, byte* x, int blocks)
