@@ -1,0 +1,67 @@
+using BenchmarkDotNet.Attributes;
+using EdgeLM.Kernels;
+using EdgeLM.Tensors;
+
+namespace EdgeLM.Benchmarks;
+
+/// <summary>Shared setup: one weight matrix, its input and output rows, and a worker pool of the given size.</summary>
+public abstract class MatMulBenchmarkBase
+{
+    private NativeBuffer? _buffer;
+    private Tensor? _weight;
+    private WorkerPool? _pool;
+    private float[] _x = [], _y = [];
+
+    public abstract MatMulCase CurrentCase { get; }
+
+    [Params(1, 2)]
+    public int Threads { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var c = CurrentCase;
+        (_weight, _buffer) = WeightFactory.Create(c.Type, c.Out, c.In);
+        _x = new float[(long)c.Tokens * c.In];
+        WeightFactory.FillRandom(_x, 7);
+        _y = new float[(long)c.Tokens * c.Out];
+        _pool = new WorkerPool(Threads);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _pool?.Dispose();
+        _buffer?.Dispose();
+    }
+
+    protected void Run() => MatMul.Compute(_weight!, _x, _y, CurrentCase.Tokens, _pool!);
+}
+
+/// <summary>Matrix-vector products (one token, the decode step): bound by how fast weights stream from memory.</summary>
+public class GemvBenchmarks : MatMulBenchmarkBase
+{
+    public static IEnumerable<MatMulCase> Cases => MatMulCase.Gemv();
+
+    [ParamsSource(nameof(Cases))]
+    public MatMulCase Case { get; set; } = MatMulCase.Gemv().First();
+
+    public override MatMulCase CurrentCase => Case;
+
+    [Benchmark]
+    public void Gemv() => Run();
+}
+
+/// <summary>Matrix-matrix products (a batch of prompt tokens): bound by arithmetic once weights are reused.</summary>
+public class GemmBenchmarks : MatMulBenchmarkBase
+{
+    public static IEnumerable<MatMulCase> Cases => MatMulCase.Gemm();
+
+    [ParamsSource(nameof(Cases))]
+    public MatMulCase Case { get; set; } = MatMulCase.Gemm().First();
+
+    public override MatMulCase CurrentCase => Case;
+
+    [Benchmark]
+    public void Gemm() => Run();
+}

@@ -1,0 +1,45 @@
+using EdgeLM.Tensors;
+
+namespace EdgeLM.Benchmarks;
+
+/// <summary>
+/// One matmul shape: a PyTorch-style [Out, In] weight of <see cref="Type"/> times <see cref="Tokens"/> input rows
+/// (1 = GEMV, the decode step; more = GEMM, prompt processing).
+/// </summary>
+public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
+{
+    /// <summary>Bytes of weights one call streams from memory.</summary>
+    public long WeightBytes => GgmlTypeInfo.RowBytes(Type, In) * Out;
+
+    /// <summary>Multiply-adds count as two operations.</summary>
+    public double Operations => 2.0 * Out * In * Tokens;
+
+    // BenchmarkDotNet shows this in the Case column and uses it in --filter names.
+    public override string ToString() => $"{Type} {Out}x{In} n={Tokens}";
+
+    public static readonly GgmlType[] Types =
+    [
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0,
+        GgmlType.Q4_K, GgmlType.Q6_K,
+    ];
+
+    /// <summary>Qwen2.5-0.5B's shapes: ffn_gate/ffn_up, ffn_down and the tied output head (vocabulary x hidden).</summary>
+    public static readonly (int Out, int In)[] GemvShapes = [(4864, 896), (896, 4864), (151936, 896)];
+
+    /// <summary>Prompt-sized batches on the FFN shapes; the head is left out (logits of the last token only).</summary>
+    public static readonly (int Out, int In)[] GemmShapes = [(4864, 896), (896, 4864)];
+
+    public const int GemmTokens = 64;
+
+    /// <summary>
+    /// Every type on every shape its block size divides: K-quants need rows of a multiple of 256 values, which
+    /// 896 is not (llama.cpp also falls back to another type for those tensors).
+    /// </summary>
+    public static IEnumerable<MatMulCase> Gemv() =>
+        from t in Types from s in GemvShapes where Fits(t, s.In) select new MatMulCase(t, s.Out, s.In, 1);
+
+    public static IEnumerable<MatMulCase> Gemm() =>
+        from t in Types from s in GemmShapes where Fits(t, s.In) select new MatMulCase(t, s.Out, s.In, GemmTokens);
+
+    public static bool Fits(GgmlType type, int rowLength) => rowLength % GgmlTypeInfo.BlockSize(type) == 0;
+}

@@ -1,0 +1,23 @@
+using EdgeLM.Inference;
+
+namespace EdgeLM.Benchmarking;
+
+/// <summary>The timed repetitions of one test and the peak memory while it ran.</summary>
+public sealed record BenchResult
+{
+    public required BenchTest Test { get; init; }
+    public required KvCacheType KvCacheType { get; init; }
+    /// <summary>Wall time of each timed repetition (warm-up excluded).</summary>
+    public required long[] SamplesNs { get; init; }
+    public required long PeakRssBytes { get; init; }
+    /// <summary>True when the peak covers only this test (the high-water mark was reset before it).</summary>
+    public required bool PeakRssIsPerTest { get; init; }
+    /// <summary>When the test started, UTC.</summary>
+    public required DateTimeOffset StartedAt { get; init; }
+
+    public double[] SamplesTokensPerSecond => BenchStatistics.TokensPerSecond(SamplesNs, Test.Tokens);
+    public double MeanTokensPerSecond => BenchStatistics.Mean(SamplesTokensPerSecond);
+    public double StdDevTokensPerSecond => BenchStatistics.StdDev(SamplesTokensPerSecond);
+    public double MeanNs => BenchStatistics.Mean(BenchStatistics.ToDoubles(SamplesNs));
+    public double StdDevNs => BenchStatistics.StdDev(BenchStatistics.ToDoubles(SamplesNs));
+}
