@@ -24,7 +24,7 @@ internal static class ModelOptions
         new("--stop", null, "TEXT", "stop when this text is generated (repeatable)"),
     ];
 
-    public static int ThreadCount(ParsedArgs a) => a.Int("--threads", Environment.ProcessorCount, 1, 1024);
+    public static int ThreadCount(ParsedArgs a) => a.Int("--threads", EdgeLM.Benchmarking.CpuInfo.Current.PhysicalCores, 1, 1024);
 
     public static SamplingOptions SamplingFrom(ParsedArgs a)
     {
