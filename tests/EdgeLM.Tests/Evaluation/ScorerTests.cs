@@ -141,7 +141,6 @@ public sealed class ScorerTests
     {
         var tokenizer = BpeTokenizer.FromTokenizerJson(TestPaths.QwenTokenizerJson);
         var encode = RequestEncoding.TokenizerEncoder(tokenizer);
-        // "Answer:" + " 1000" -> the digits split per digit in Qwen; the whole encoding decides the continuation.
         foreach (var (ctx, cont) in new[] { ("Question: 2+2\nAnswer:", " 4"), ("The sky is ", "blue."), ("x\n\n", " y"), ("Hello", "world") })
         {
             var pair = RequestEncoding.EncodePair(encode, ctx, cont, 0);
@@ -154,8 +153,6 @@ public sealed class ScorerTests
         // "Helloworld" differently); lm-eval keeps that split, and so must we.
         var odd = RequestEncoding.EncodePair(encode, "Hello", "world", 0);
         Assert.Equal(tokenizer.Encode("Helloworld")[tokenizer.Encode("Hello").Length..], odd.Continuation);
-        {
-        }
         Assert.False(tokenizer.AddBos); // Qwen: no BOS, as lm-eval's HFLM with add_bos_token false
     }
 
