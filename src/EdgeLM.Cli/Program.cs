@@ -8,6 +8,7 @@ public static class Program
     [
         new DemoCommand(), new RunCommand(), new ChatCommand(), new TokenizeCommand(), new LogitsCommand(),
         new InfoCommand(), new SynthCommand(), new BenchCommand(),
+        new EvalCommand(), new PerplexityCommand(), new ScoreCommand(),
     ];
 
     public static int Main(string[] args)
