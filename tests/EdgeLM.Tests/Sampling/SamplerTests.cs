@@ -295,11 +295,15 @@ public class SamplerTests
         foreach (var options in configurations)
         {
             var sampler = new Sampler(options, vocab);
-            for (int i = 0; i < 10; i++) sampler.Sample(logits, recent);
-
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            for (int i = 0; i < 100; i++) sampler.Sample(logits, recent);
-            long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            // Steady state: the runtime itself may allocate while tiered JIT or on-stack replacement is still
+            // recompiling the sampler (slow on a loaded machine), so a window of 100 calls must reach zero.
+            long allocated = long.MaxValue;
+            for (int attempt = 0; attempt < 30 && allocated != 0; attempt++)
+            {
+                long before = GC.GetAllocatedBytesForCurrentThread();
+                for (int i = 0; i < 100; i++) sampler.Sample(logits, recent);
+                allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            }
             Assert.True(allocated == 0, $"{options} allocated {allocated} bytes over 100 calls");
         }
     }
