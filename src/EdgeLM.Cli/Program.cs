@@ -7,7 +7,7 @@ public static class Program
     public static IReadOnlyList<Command> Commands { get; } =
     [
         new DemoCommand(), new RunCommand(), new ChatCommand(), new TokenizeCommand(), new LogitsCommand(),
-        new InfoCommand(), new SynthCommand(),
+        new InfoCommand(), new SynthCommand(), new QuantizeCommand(),
     ];
 
     public static int Main(string[] args)
