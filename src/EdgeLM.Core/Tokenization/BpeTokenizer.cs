@@ -103,7 +103,7 @@ public sealed partial class BpeTokenizer
         else
         {
             _merges = new (int, int)[merges.Count];
-            _mergeByPair = new Dictionary<long, long>(merges.Count);
+            _mergeByPair = new Dictionary<long, long>(merges.Count, PairKeyComparer.Instance);
             var lookup = _idByText.GetAlternateLookup<ReadOnlySpan<char>>();
             char[] concatBuffer = new char[256];
             for (int rank = 0; rank < merges.Count; rank++)
@@ -145,7 +145,7 @@ public sealed partial class BpeTokenizer
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private Dictionary<long, long> BuildRankPairs()
     {
-        var pairs = new Dictionary<long, long>(_tokenTexts.Length * 4);
+        var pairs = new Dictionary<long, long>(_tokenTexts.Length * 4, PairKeyComparer.Instance);
         var lookup = _idByText.GetAlternateLookup<ReadOnlySpan<char>>();
         for (int id = 0; id < _tokenTexts.Length; id++)
         {
@@ -344,6 +344,15 @@ public sealed partial class BpeTokenizer
         symbols.Length <= SmallWordSymbols ? MergeByScan(symbols) : MergeByHeap(symbols);
 
     private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>long.GetHashCode of a packed pair is left ^ right, which collides for every pair with the same XOR;
+    /// a multiplicative mix spreads the keys.</summary>
+    private sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
 
     /// <summary>Packed (rank &lt;&lt; 32 | result id) of a mergeable pair, or long.MaxValue. Ordering by the packed value
     /// orders by rank.</summary>
