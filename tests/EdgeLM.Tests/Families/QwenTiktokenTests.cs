@@ -140,5 +140,15 @@ public sealed class QwenTiktokenTests(QwenTiktokenFixture fixture) : IClassFixtu
         Assert.True(tokenizer.IsRankBased);
         Assert.Equal("You are a helpful assistant.", ChatFormat.DefaultSystemPrompt(tokenizer.ChatTemplate));
         Assert.Equal(fixture.Tokenizer.Encode("Hello, world!"), tokenizer.Encode("Hello, world!"));
+
+        // The GGUF of the same model carries the merges llama.cpp derives from the ranks, and Qwen's special tokens.
+        string gguf = Path.Combine(dir, "..", "model.gguf");
+        SyntheticModel.WriteGguf(gguf, config, EdgeLM.Tensors.GgmlType.F16, seed: 3, QwenTokenizer.Instance);
+        using var fromGguf = ModelLoader.Load(gguf);
+        var ggufTokenizer = ModelTokenizers.Require(fromGguf);
+        Assert.False(ggufTokenizer.IsRankBased);
+        Assert.Equal("<|extra_204|>", ggufTokenizer.TokenText(151850));
+        const string text = "Qwen v1 — 通义千问 <|im_start|>user\n42 apples!<|im_end|>";
+        Assert.Equal(tokenizer.Encode(text), ggufTokenizer.Encode(text));
     }
 }
