@@ -17,9 +17,9 @@ public static class ModelPresets
         "qwen2.5-7b" => Qwen2("Qwen2.5-7B (synthetic)", vocab: 152064, hidden: 3584, ff: 18944, layers: 28, heads: 28, kvHeads: 4, ctx: 131072, tied: false),
         // Qwen/Qwen-1_8B config.json: intermediate_size 11008 is twice the MLP width (w1 and w2 are 5504 wide).
         "qwen-1.8b" => Qwen1("Qwen-1.8B (synthetic)", hidden: 2048, mlp: 5504, layers: 24, heads: 16, ctx: 8192),
-        // Qwen/Qwen-7B config.json: intermediate_size 22016.
-        "qwen-7b" => Qwen1("Qwen-7B (synthetic)", hidden: 4096, mlp: 11008, layers: 32, heads: 32, ctx: 32768),
-        // Qwen/Qwen3-0.6B config.json: head_dim 128 although hidden / heads is 64.
+        // Qwen/Qwen-7B config.json: intermediate_size 22016, max_position_embeddings = seq_length = 8192.
+        "qwen-7b" => Qwen1("Qwen-7B (synthetic)", hidden: 4096, mlp: 11008, layers: 32, heads: 32, ctx: 8192),
+        // Qwen/Qwen3-0.6B config.json: head_dim 128 although hidden / heads is 64; 40960 positions, rope_theta 1e6, tied.
         "qwen3-0.6b" => Qwen3("Qwen3-0.6B (synthetic)", hidden: 1024, ff: 3072, layers: 28, heads: 16, kvHeads: 8),
         // Qwen/Qwen3-1.7B config.json.
         "qwen3-1.7b" => Qwen3("Qwen3-1.7B (synthetic)", hidden: 2048, ff: 6144, layers: 28, heads: 16, kvHeads: 8),
