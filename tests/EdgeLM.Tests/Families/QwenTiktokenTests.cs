@@ -129,7 +129,13 @@ public sealed class QwenTiktokenTests(QwenTiktokenFixture fixture) : IClassFixtu
     [Fact]
     public void HuggingFaceQwenFolderShipsQwenTiktokenAndTheLoaderFindsIt()
     {
-        string dir = Path.Combine(TestPaths.NewTempDir(), "hf");
+        string root = TestPaths.NewTempDir();
+        try { CheckQwenFolderAndGguf(Path.Combine(root, "hf")); }
+        finally { Directory.Delete(root, recursive: true); }
+    }
+
+    private void CheckQwenFolderAndGguf(string dir)
+    {
         var config = FamilyModelTests.TinyQwen1 with { VocabSize = 151936, HiddenSize = 32, HeadDim = 8, IntermediateSize = 16, LayerCount = 1 };
         SyntheticModel.WriteHuggingFace(dir, config, EdgeLM.Tensors.GgmlType.F16, seed: 3, tokenizerJson: TestPaths.QwenTokenizerJson);
         Assert.True(File.Exists(Path.Combine(dir, HfFolder.TiktokenFileName)));
