@@ -6,7 +6,7 @@ internal sealed class ChatCommand : Command
 {
     public override string Name => "chat";
     public override string Summary => "interactive chat with the model's chat template (/reset, /exit)";
-    public override string Usage => "edgelm chat -m MODEL [--system TEXT] [-n N] [sampling options]";
+    public override string Usage => "edgelm chat -m MODEL [--system TEXT] [--no-think] [-n N] [sampling options]";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
@@ -14,6 +14,7 @@ internal sealed class ChatCommand : Command
         new("--system", null, "TEXT", "system prompt"),
         new("--n-predict", "-n", "N", "maximum tokens per reply", "512"),
         new("--stats", null, null, "print speeds after each reply"),
+        new("--no-think", null, null, "Qwen3: answer without thinking (enable_thinking=false)"),
         .. ModelOptions.Sampling,
         ModelOptions.Threads, ModelOptions.Context, ModelOptions.Tokenizer,
     ];
@@ -28,7 +29,8 @@ internal sealed class ChatCommand : Command
         var generator = new Generator(session, tokenizer);
         var options = new GenerationOptions { MaxNewTokens = n, Sampling = sampling, StopStrings = a.GetAll("--stop") };
         string? system = a.Get("--system");
-        var chat = new ChatSession(generator, tokenizer, system);
+        bool think = !a.Flag("--no-think");
+        var chat = new ChatSession(generator, tokenizer, system) { EnableThinking = think };
         bool interactive = !Console.IsInputRedirected;
         if (interactive) Console.Error.WriteLine($"chatting with {model.Config.Name} ({model.Config.Architecture}); /reset starts over, /exit or Ctrl+D quits");
 
@@ -41,7 +43,7 @@ internal sealed class ChatCommand : Command
             if (line.Trim() == "/reset")
             {
                 session.Reset();
-                chat = new ChatSession(generator, tokenizer, system);
+                chat = new ChatSession(generator, tokenizer, system) { EnableThinking = think };
                 continue;
             }
             try

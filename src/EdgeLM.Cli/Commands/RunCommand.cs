@@ -17,6 +17,7 @@ internal sealed class RunCommand : Command
         new("--n-predict", "-n", "N", "tokens to generate", "128"),
         new("--chat", null, null, "wrap the prompt as one user turn of the model's chat template"),
         new("--system", null, "TEXT", "system prompt (with --chat)"),
+        new("--no-think", null, null, "with --chat, Qwen3: answer without thinking (enable_thinking=false)"),
         new("--no-special", null, null, "treat special-token text in the prompt as plain text"),
         new("--stats", null, null, "print token counts and speeds to standard error"),
         .. ModelOptions.Sampling,
@@ -35,8 +36,9 @@ internal sealed class RunCommand : Command
             var messages = new List<ChatMessage>();
             if (a.Get("--system") is { } sys) messages.Add(new ChatMessage("system", sys));
             messages.Add(new ChatMessage("user", prompt));
-            prompt = ChatFormat.Render(tokenizer, messages, addGenerationPrompt: true);
+            prompt = ChatFormat.Render(tokenizer, messages, addGenerationPrompt: true, enableThinking: !a.Flag("--no-think"));
         }
+        else if (a.Flag("--no-think")) throw new UsageException("--no-think needs --chat");
         var ids = tokenizer.Encode(prompt, parseSpecial: !a.Flag("--no-special"));
         if (tokenizer.AddBos && tokenizer.BosId is int bos) ids = [bos, .. ids];
         using var session = ModelOptions.CreateSession(model, a, ids.Length + n);

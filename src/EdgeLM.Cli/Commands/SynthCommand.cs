@@ -8,7 +8,7 @@ internal sealed class SynthCommand : Command
 {
     public override string Name => "synth";
     public override string Summary => "write a random-weight model with the exact shapes of a real one";
-    public override string Usage => "edgelm synth --preset qwen2.5-0.5b|qwen2.5-1.5b|qwen2.5-7b|tiny -o FILE.gguf [--type f32|f16|bf16] [--seed N] [--tokenizer tokenizer.json] [--hf-dir DIR]";
+    public override string Usage => $"edgelm synth --preset {string.Join('|', ModelPresets.Names)} -o FILE.gguf [--type f32|f16|bf16] [--seed N] [--tokenizer tokenizer.json] [--hf-dir DIR]";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
@@ -16,7 +16,7 @@ internal sealed class SynthCommand : Command
         new("--output", "-o", "FILE", "GGUF file to write"),
         new("--type", null, "TYPE", "weight type: f32, f16 or bf16", "f16"),
         new("--seed", null, "N", "random seed", "1"),
-        new("--tokenizer", null, "FILE", "embed this tokenizer.json (otherwise a byte-level tokenizer)"),
+        new("--tokenizer", null, "FILE", "embed this tokenizer.json (otherwise a byte-level tokenizer); Qwen v1 presets get qwen.tiktoken ranks built from it"),
         new("--hf-dir", null, "DIR", "also write the same weights as a Hugging Face folder"),
     ];
 

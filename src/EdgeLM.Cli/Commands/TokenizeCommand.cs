@@ -22,7 +22,7 @@ internal sealed class TokenizeCommand : Command
     {
         string text = a.Get("--prompt") ?? (a.Get("--file") is { } f ? File.ReadAllText(f) : throw new UsageException("give the text with -p TEXT or -f FILE"));
         BpeTokenizer tokenizer;
-        if (a.Get("--tokenizer") is { } tj && !a.Has("--model")) tokenizer = BpeTokenizer.FromTokenizerJson(tj);
+        if (a.Get("--tokenizer") is { } tj && !a.Has("--model")) tokenizer = BpeTokenizer.FromFile(tj);
         else if (a.Has("--model"))
         {
             using var model = ModelLoader.Load(a.Require("--model"));

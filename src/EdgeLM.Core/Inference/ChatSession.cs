@@ -22,10 +22,13 @@ public sealed class ChatSession
 
     public IReadOnlyList<ChatMessage> Messages => _messages;
 
+    /// <summary>False renders Qwen3's enable_thinking=false (an empty think block opens every reply).</summary>
+    public bool EnableThinking { get; init; } = true;
+
     public GenerationResult Send(string userText, GenerationOptions options, Action<string> onText, CancellationToken cancel = default)
     {
         _messages.Add(new ChatMessage("user", userText));
-        string prompt = ChatFormat.Render(_tokenizer, _messages, addGenerationPrompt: true);
+        string prompt = ChatFormat.Render(_tokenizer, _messages, addGenerationPrompt: true, enableThinking: EnableThinking);
         int[] ids = _tokenizer.Encode(prompt);
 
         var session = _generator.Session;

@@ -25,6 +25,7 @@ public sealed unsafe class InferenceSession : IDisposable
     private readonly float[][] _attnNorm, _ffnNorm;
     private readonly float[]?[] _bq, _bk, _bv;
     private readonly float[] _outputNorm;
+    private readonly float[]?[] _qNorm, _kNorm; // Qwen3: per-head RMSNorm of q and k before RoPE
     private readonly float[] _logits;
     private readonly int _hidden, _qDim, _kvDim, _ff, _vocab;
     private readonly float _eps;
@@ -83,6 +84,8 @@ public sealed unsafe class InferenceSession : IDisposable
             _bv[l] = lw.Bv is null ? null : Dequantize.ToFloat(lw.Bv);
         }
         _outputNorm = Dequantize.ToFloat(weights.OutputNorm);
+        _qNorm = weights.Layers.Select(lw => lw.QNorm is null ? null : Dequantize.ToFloat(lw.QNorm)).ToArray();
+        _kNorm = weights.Layers.Select(lw => lw.KNorm is null ? null : Dequantize.ToFloat(lw.KNorm)).ToArray();
         _logits = new float[_vocab];
         _rope = new Rope(config.HeadDim, contextLength, config.RopeTheta, config.RopeStyle);
 
@@ -183,6 +186,8 @@ public sealed unsafe class InferenceSession : IDisposable
             AddBias(_q, _bq[l], n, _qDim);
             AddBias(_k, _bk[l], n, _kvDim);
             AddBias(_v, _bv[l], n, _kvDim);
+            HeadRmsNorm(_q, _qNorm[l], n * heads);
+            HeadRmsNorm(_k, _kNorm[l], n * kvHeads);
             for (int i = 0; i < n; i++)
             {
                 _rope.Apply(_q + (long)i * _qDim, heads, start + i);
@@ -212,6 +217,15 @@ public sealed unsafe class InferenceSession : IDisposable
         if (bias is null) return;
         fixed (float* b = bias)
             for (int i = 0; i < n; i++) Elementwise.Add(rows + (long)i * width, b, width);
+    }
+
+    /// <summary>RMSNorm over each head_dim-long vector in place (Qwen3's q_norm / k_norm); nothing when weight is null.</summary>
+    private void HeadRmsNorm(float* heads, float[]? weight, int count)
+    {
+        if (weight is null) return;
+        int hd = _config.HeadDim;
+        fixed (float* w = weight)
+            for (int i = 0; i < count; i++) RmsNorm.Apply(heads + (long)i * hd, w, heads + (long)i * hd, hd, _eps);
     }
 
     public void Dispose()

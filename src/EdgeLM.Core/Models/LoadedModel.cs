@@ -23,6 +23,8 @@ public sealed class LoadedModel : IDisposable
     public long FileBytes { get; }
     /// <summary>The Hugging Face folder's tokenizer.json, when there is one.</summary>
     public string? TokenizerJsonPath { get; }
+    /// <summary>The Hugging Face folder's qwen.tiktoken (Qwen v1), when there is one.</summary>
+    public string? TiktokenPath { get; init; }
 
     /// <summary>Takes ownership of <paramref name="owner"/> (the mapped files or buffers behind the tensors).</summary>
     public LoadedModel(IDisposable owner, ModelConfig config, IReadOnlyDictionary<string, Tensor> tensors,

@@ -8,7 +8,7 @@ namespace EdgeLM.Models;
 /// <summary>Opens a model from a GGUF file or a Hugging Face folder (config.json + safetensors).</summary>
 public static class ModelLoader
 {
-    public static readonly string[] SupportedArchitectures = ["qwen2", "llama"];
+    public static readonly string[] SupportedArchitectures = ["qwen2", "llama", "qwen", "qwen3"];
 
     public static LoadedModel Load(string path)
     {
@@ -53,7 +53,10 @@ public static class ModelLoader
         try
         {
             var config = hf.ModelConfig;
-            return new LoadedModel(hf, config, hf.Tensors, hf.BuildGgufMetadata(), hf.Directory, "hf", hf.FileBytes, hf.TokenizerJsonPath);
+            return new LoadedModel(hf, config, hf.Tensors, hf.BuildGgufMetadata(), hf.Directory, "hf", hf.FileBytes, hf.TokenizerJsonPath)
+            {
+                TiktokenPath = hf.TiktokenPath,
+            };
         }
         catch
         {
@@ -62,7 +65,7 @@ public static class ModelLoader
         }
     }
 
-    /// <summary>The hyper-parameters llama.cpp reads for qwen2/llama, with its defaults for the optional ones.</summary>
+    /// <summary>The hyper-parameters llama.cpp reads for qwen2/qwen3/qwen/llama, with its defaults for the optional ones.</summary>
     public static ModelConfig ConfigFromGguf(GgufMetadata m, IReadOnlyDictionary<string, Tensor> tensors)
     {
         string arch = m.GetString("general.architecture") ?? throw new InvalidDataException("missing metadata 'general.architecture'");
@@ -81,13 +84,21 @@ public static class ModelLoader
         else
             throw new InvalidDataException("cannot tell the vocabulary size: no tokenizer.ggml.tokens and no 2-D token_embd.weight");
 
+        int feedForward = Int($"{arch}.feed_forward_length");
+        // llama.cpp's qwen (v1) keeps config.json's intermediate_size, twice the MLP width (its tensors are n_ff/2 wide).
+        if (arch == "qwen")
+        {
+            if (feedForward % 2 != 0) throw new InvalidDataException($"metadata 'qwen.feed_forward_length' = {feedForward} is odd; Qwen stores twice the MLP width");
+            feedForward /= 2;
+        }
+
         return new ModelConfig
         {
             Architecture = arch,
             Name = m.GetString("general.name") ?? "",
             VocabSize = vocab,
             HiddenSize = embd,
-            IntermediateSize = Int($"{arch}.feed_forward_length"),
+            IntermediateSize = feedForward,
             LayerCount = Int($"{arch}.block_count"),
             HeadCount = heads,
             KvHeadCount = OptInt($"{arch}.attention.head_count_kv") ?? heads,

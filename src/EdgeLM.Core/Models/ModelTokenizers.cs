@@ -5,14 +5,17 @@ namespace EdgeLM.Models;
 public static class ModelTokenizers
 {
     /// <summary>
-    /// The tokenizer that belongs to a model: an explicit tokenizer.json wins, then the one embedded in GGUF
-    /// metadata, then the tokenizer.json of a Hugging Face folder. Null when the model carries none.
+    /// The tokenizer that belongs to a model: an explicit tokenizer file (tokenizer.json or qwen.tiktoken) wins,
+    /// then the one embedded in GGUF metadata, then the tokenizer.json or qwen.tiktoken of a Hugging Face folder.
+    /// Null when the model carries none.
     /// </summary>
     public static BpeTokenizer? Load(LoadedModel model, string? tokenizerJsonOverride = null)
     {
-        if (tokenizerJsonOverride != null) return BpeTokenizer.FromTokenizerJson(tokenizerJsonOverride);
+        ArgumentNullException.ThrowIfNull(model);
+        if (tokenizerJsonOverride != null) return BpeTokenizer.FromFile(tokenizerJsonOverride);
         if (model.Metadata.Contains("tokenizer.ggml.tokens")) return BpeTokenizer.FromGgufMetadata(model.Metadata);
         if (model.TokenizerJsonPath != null) return BpeTokenizer.FromTokenizerJson(model.TokenizerJsonPath);
+        if (model.TiktokenPath != null) return BpeTokenizer.FromTiktoken(model.TiktokenPath);
         return null;
     }
 

@@ -24,23 +24,42 @@ public static class SyntheticModel
         public long Elements => Shape.Aggregate(1L, (a, b) => a * b);
     }
 
-    /// <summary>Tensors of a Qwen2/Llama model in GGUF names and ggml shape order.</summary>
+    /// <summary>
+    /// Tensors of a model in GGUF names and ggml shape order, in its family's own layout: Qwen (v1) has one fused
+    /// attn_qkv matrix and bias; Qwen3 has per-head q/k norms and no q/k/v biases.
+    /// </summary>
     public static IReadOnlyList<TensorSpec> Plan(ModelConfig c, bool qkvBias = true)
     {
+        ArgumentNullException.ThrowIfNull(c);
         long d = c.HiddenSize, q = c.QDim, kv = c.KvDim, ff = c.IntermediateSize, v = c.VocabSize;
+        bool fusedQkv = c.Architecture == "qwen", qkNorm = c.Architecture == "qwen3";
+        if (qkNorm) qkvBias = false;
         var specs = new List<TensorSpec> { new("token_embd.weight", [d, v], Kind.Embedding) };
         for (int i = 0; i < c.LayerCount; i++)
         {
             string p = $"blk.{i}.";
             specs.Add(new(p + "attn_norm.weight", [d], Kind.Norm));
-            specs.Add(new(p + "attn_q.weight", [d, q], Kind.Matrix));
-            specs.Add(new(p + "attn_k.weight", [d, kv], Kind.Matrix));
-            specs.Add(new(p + "attn_v.weight", [d, kv], Kind.Matrix));
-            if (qkvBias)
+            if (fusedQkv)
+            {
+                specs.Add(new(p + "attn_qkv.weight", [d, q + 2 * kv], Kind.Matrix));
+                specs.Add(new(p + "attn_qkv.bias", [q + 2 * kv], Kind.Bias));
+            }
+            else
+            {
+                specs.Add(new(p + "attn_q.weight", [d, q], Kind.Matrix));
+                specs.Add(new(p + "attn_k.weight", [d, kv], Kind.Matrix));
+                specs.Add(new(p + "attn_v.weight", [d, kv], Kind.Matrix));
+            }
+            if (qkvBias && !fusedQkv)
             {
                 specs.Add(new(p + "attn_q.bias", [q], Kind.Bias));
                 specs.Add(new(p + "attn_k.bias", [kv], Kind.Bias));
                 specs.Add(new(p + "attn_v.bias", [kv], Kind.Bias));
+            }
+            if (qkNorm)
+            {
+                specs.Add(new(p + "attn_q_norm.weight", [c.HeadDim], Kind.Norm));
+                specs.Add(new(p + "attn_k_norm.weight", [c.HeadDim], Kind.Norm));
             }
             specs.Add(new(p + "attn_output.weight", [q, d], Kind.Matrix));
             specs.Add(new(p + "ffn_norm.weight", [d], Kind.Norm));
@@ -68,16 +87,21 @@ public static class SyntheticModel
         md.Set($"{a}.block_count", GgufValue.Of((uint)c.LayerCount));
         md.Set($"{a}.context_length", GgufValue.Of((uint)c.ContextLength));
         md.Set($"{a}.embedding_length", GgufValue.Of((uint)c.HiddenSize));
-        md.Set($"{a}.feed_forward_length", GgufValue.Of((uint)c.IntermediateSize));
+        bool qwen1 = a == "qwen";
+        // llama.cpp's converter writes Qwen v1's config.json intermediate_size, twice the MLP width, and no kv head count.
+        md.Set($"{a}.feed_forward_length", GgufValue.Of((uint)(qwen1 ? 2 * c.IntermediateSize : c.IntermediateSize)));
         md.Set($"{a}.attention.head_count", GgufValue.Of((uint)c.HeadCount));
-        md.Set($"{a}.attention.head_count_kv", GgufValue.Of((uint)c.KvHeadCount));
-        if (c.HeadDim * c.HeadCount != c.HiddenSize)
+        if (qwen1) md.Set($"{a}.rope.dimension_count", GgufValue.Of((uint)c.HeadDim));
+        else md.Set($"{a}.attention.head_count_kv", GgufValue.Of((uint)c.KvHeadCount));
+        if (c.HeadDim * c.HeadCount != c.HiddenSize || a == "qwen3")
         {
             md.Set($"{a}.attention.key_length", GgufValue.Of((uint)c.HeadDim));
             md.Set($"{a}.attention.value_length", GgufValue.Of((uint)c.HeadDim));
         }
         md.Set($"{a}.rope.freq_base", GgufValue.Of((float)c.RopeTheta));
         md.Set($"{a}.attention.layer_norm_rms_epsilon", GgufValue.Of((float)c.RmsNormEps));
+        // Qwen v1 GGUFs carry the merges llama.cpp derives from qwen.tiktoken's ranks.
+        if (qwen1 && tokenizer is { IsRankBased: false }) tokenizer = tokenizer.ToQwenTiktoken();
         (tokenizer ?? BpeTokenizer.CreateByteLevel(c.VocabSize)).WriteToGgufMetadata(md, c.VocabSize);
 
         var plan = Plan(c);
@@ -106,7 +130,7 @@ public static class SyntheticModel
         foreach (var spec in plan)
         {
             long[] torchShape = spec.Shape.Reverse().ToArray();
-            writer.Add(HfTensorNames.ToHf(spec.Name) ?? throw new InvalidOperationException($"no Hugging Face name for {spec.Name}"), type, torchShape, stream =>
+            writer.Add(HfTensorNames.ToHf(spec.Name, c.Architecture) ?? throw new InvalidOperationException($"no Hugging Face name for {spec.Name}"), type, torchShape, stream =>
             {
                 WriteValues(stream, spec, type, type, seed);
                 done += spec.Elements;
@@ -115,12 +139,37 @@ public static class SyntheticModel
         }
         writer.Write(dir);
         HfFolder.WriteConfig(dir, c, type switch { GgmlType.F32 => "float32", GgmlType.F16 => "float16", _ => "bfloat16" });
-        if (tokenizerJson != null)
+        if (tokenizerJson != null && c.Architecture == "qwen")
+        {
+            // Qwen v1 folders ship qwen.tiktoken (ranks = the ordinary token ids) read by the remote-code QWenTokenizer.
+            BpeTokenizer.FromTokenizerJson(tokenizerJson).WriteTiktoken(Path.Combine(dir, HfFolder.TiktokenFileName));
+            WriteQwenTokenizerConfig(Path.Combine(dir, "tokenizer_config.json"), c.ContextLength);
+        }
+        else if (tokenizerJson != null)
         {
             File.Copy(tokenizerJson, Path.Combine(dir, "tokenizer.json"), overwrite: true);
             string cfg = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tokenizerJson))!, "tokenizer_config.json");
             if (File.Exists(cfg)) File.Copy(cfg, Path.Combine(dir, "tokenizer_config.json"), overwrite: true);
         }
+    }
+
+    private static void WriteQwenTokenizerConfig(string path, int contextLength)
+    {
+        EdgeLM.Formats.AtomicFile.Write(path, fs =>
+        {
+            using var j = new System.Text.Json.Utf8JsonWriter(fs, new System.Text.Json.JsonWriterOptions { Indented = true });
+            j.WriteStartObject();
+            j.WriteStartObject("auto_map");
+            j.WriteStartArray("AutoTokenizer");
+            j.WriteStringValue("tokenization_qwen.QWenTokenizer");
+            j.WriteNullValue();
+            j.WriteEndArray();
+            j.WriteEndObject();
+            j.WriteString("clean_up_tokenization_spaces", "false");
+            j.WriteNumber("model_max_length", contextLength);
+            j.WriteString("tokenizer_class", "QWenTokenizer");
+            j.WriteEndObject();
+        });
     }
 
     /// <summary>The float values of one tensor (after rounding through <paramref name="valueType"/>); for tests.</summary>

@@ -234,6 +234,125 @@ public sealed partial class BpeTokenizer
 
     private static string Truncate(string s) => s.Length <= 60 ? s : s[..60] + "...";
 
+    // ---------------------------------------------------------------- tiktoken (Qwen v1)
+
+    /// <summary>Number of special tokens Qwen v1 appends after its ranks: &lt;|endoftext|&gt;, &lt;|im_start|&gt;,
+    /// &lt;|im_end|&gt; and &lt;|extra_0|&gt;..&lt;|extra_204|&gt; (tokenization_qwen.py's SPECIAL_TOKENS).</summary>
+    public const int QwenTiktokenSpecialCount = 3 + 205;
+
+    /// <summary>Qwen v1's special tokens in id order; the first gets the id equal to the number of ranks.</summary>
+    public static IReadOnlyList<string> QwenTiktokenSpecialTokens { get; } =
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>", .. Enumerable.Range(0, 205).Select(i => $"<|extra_{i}|>")];
+
+    /// <summary>
+    /// ChatML as Qwen-Chat's make_context builds it (qwen_generation_utils.py), with its default system prompt; used
+    /// when a Qwen v1 folder's tokenizer_config.json carries no chat template.
+    /// </summary>
+    public const string QwenChatMLTemplate =
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}" +
+        "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}" +
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+    /// <summary>A tokenizer.json, or a qwen.tiktoken file (by its .tiktoken extension).</summary>
+    public static BpeTokenizer FromFile(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return path.EndsWith(".tiktoken", StringComparison.OrdinalIgnoreCase) ? FromTiktoken(path) : FromTokenizerJson(path);
+    }
+
+    /// <summary>
+    /// Loads Qwen v1's qwen.tiktoken: one "base64-bytes rank" line per token, ranks 0..N-1 (the token ids), then
+    /// Qwen's 208 special tokens from id N. Pre-tokenization is Qwen's PAT_STR, the same regex as Qwen2's.
+    /// tokenizer_config.json beside it may supply a chat template; otherwise Qwen-Chat's ChatML is used.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A malformed line, a duplicate token or rank, or ranks with gaps.</exception>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static BpeTokenizer FromTiktoken(string tiktokenPath)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tiktokenPath);
+        if (!File.Exists(tiktokenPath)) throw new FileNotFoundException($"tokenizer file not found: {tiktokenPath}", tiktokenPath);
+        string name = Path.GetFileName(tiktokenPath);
+        var byRank = new Dictionary<int, byte[]>();
+        int lineNumber = 0;
+        foreach (string line in File.ReadLines(tiktokenPath))
+        {
+            lineNumber++;
+            if (line.Length == 0) continue;
+            int space = line.IndexOf(' ');
+            if (space <= 0 || line.IndexOf(' ', space + 1) >= 0)
+                throw new InvalidDataException($"{name}:{lineNumber}: expected 'base64 rank', found '{Truncate(line)}'");
+            byte[] bytes;
+            try { bytes = Convert.FromBase64String(line[..space]); }
+            catch (FormatException) { throw new InvalidDataException($"{name}:{lineNumber}: '{Truncate(line[..space])}' is not base64"); }
+            if (bytes.Length == 0) throw new InvalidDataException($"{name}:{lineNumber}: empty token");
+            if (!int.TryParse(line.AsSpan(space + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int rank)
+                || rank >= MaxVocabSize - QwenTiktokenSpecialCount)
+                throw new InvalidDataException($"{name}:{lineNumber}: bad rank '{Truncate(line[(space + 1)..])}'");
+            if (!byRank.TryAdd(rank, bytes)) throw new InvalidDataException($"{name}:{lineNumber}: rank {rank} appears twice");
+        }
+        int count = byRank.Count;
+        if (count == 0) throw new InvalidDataException($"{name}: no tokens");
+        var ranks = new string[count];
+        for (int rank = 0; rank < count; rank++)
+        {
+            if (!byRank.TryGetValue(rank, out byte[]? bytes))
+                throw new InvalidDataException($"{name}: ranks are not 0..{count - 1} (rank {rank} is missing)");
+            ranks[rank] = ByteLevel.Encode(bytes);
+        }
+        var config = ReadTokenizerConfig(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(tiktokenPath))!, "tokenizer_config.json"));
+        return QwenRankTokenizer(ranks, config.ChatTemplate ?? QwenChatMLTemplate, name);
+    }
+
+    /// <summary>
+    /// The Qwen v1 tokenizer whose ranks are this tokenizer's ordinary tokens (ids 0..N-1), as the tiktoken file
+    /// <see cref="WriteTiktoken"/> writes would load; Qwen's special tokens follow.
+    /// </summary>
+    public BpeTokenizer ToQwenTiktoken()
+    {
+        int count = 0;
+        while (count < _kinds.Length && _kinds[count] == TokenKind.Normal) count++;
+        if (count == 0) throw new InvalidOperationException("the tokenizer has no ordinary tokens");
+        return QwenRankTokenizer(_tokenTexts[..count], QwenChatMLTemplate, "tokenizer");
+    }
+
+    private static BpeTokenizer QwenRankTokenizer(string[] rankTexts, string chatTemplate, string source)
+    {
+        int count = rankTexts.Length;
+        var texts = new string[count + QwenTiktokenSpecialCount];
+        var kinds = new TokenKind[texts.Length];
+        var seen = new HashSet<string>(count, StringComparer.Ordinal);
+        for (int rank = 0; rank < count; rank++)
+        {
+            (texts[rank], kinds[rank]) = (rankTexts[rank], TokenKind.Normal);
+            if (!seen.Add(rankTexts[rank])) throw new InvalidDataException($"{source}: the bytes of rank {rank} appear twice");
+        }
+        for (int i = 0; i < QwenTiktokenSpecialCount; i++) (texts[count + i], kinds[count + i]) = (QwenTiktokenSpecialTokens[i], TokenKind.Control);
+        // QWenTokenizer's eod token ends documents and replies; llama.cpp's converter also makes it bos.
+        return new BpeTokenizer(texts, kinds, [], bosId: count, eosId: count, padId: null, addBos: false, chatTemplate, rankBased: true);
+    }
+
+    /// <summary>
+    /// Writes the ordinary tokens as a tiktoken rank file (base64 of the token bytes, space, rank = id), as
+    /// QWenTokenizer.save_vocabulary does. The ordinary tokens must be ids 0..N-1; added tokens after them are not
+    /// written (a tiktoken file holds ranks only).
+    /// </summary>
+    public void WriteTiktoken(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        int count = 0;
+        while (count < _kinds.Length && _kinds[count] == TokenKind.Normal) count++;
+        for (int id = count; id < _kinds.Length; id++)
+            if (_kinds[id] == TokenKind.Normal)
+                throw new InvalidOperationException($"token {id} is an ordinary token after added ones; tiktoken ranks must be 0..N-1");
+        Formats.AtomicFile.Write(path, fs =>
+        {
+            using var writer = new StreamWriter(fs, new System.Text.UTF8Encoding(false), 1 << 16, leaveOpen: true) { NewLine = "\n" };
+            for (int id = 0; id < count; id++)
+                writer.WriteLine($"{Convert.ToBase64String(_tokenBytes[id])} {id.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
+        });
+    }
+
     // ---------------------------------------------------------------- GGUF
 
     private const string KeyModel = "tokenizer.ggml.model";
@@ -312,7 +431,7 @@ public sealed partial class BpeTokenizer
         md.Set(KeyPre, GgufValue.Of("qwen2"));
         md.Set(KeyTokens, GgufValue.Of(texts));
         md.Set(KeyTokenType, GgufValue.Of(kinds));
-        md.Set(KeyMerges, GgufValue.Of(_merges.Select(m => _tokenTexts[m.Left] + " " + _tokenTexts[m.Right]).ToArray()));
+        md.Set(KeyMerges, GgufValue.Of(Merges.Select(m => _tokenTexts[m.Left] + " " + _tokenTexts[m.Right]).ToArray()));
         SetOrRemove(KeyEos, EosId);
         SetOrRemove(KeyPad, PadId);
         SetOrRemove(KeyBos, BosId);

@@ -22,6 +22,9 @@ public enum TokenKind
 /// Byte-level BPE tokenizer producing exactly the ids of Hugging Face <c>tokenizers</c> for the Qwen2/2.5/3 family:
 /// added tokens are cut out of the raw text first, the rest is NFC-normalized, split by the Qwen2 pre-tokenizer,
 /// mapped to GPT-2 byte-level symbols and merged by merge rank.
+/// A tiktoken vocabulary (Qwen v1's qwen.tiktoken, see <see cref="FromTiktoken"/>) runs in rank mode: two adjacent
+/// pieces merge when their concatenated bytes are a token, lowest token rank first (tiktoken's byte_pair_merge);
+/// Qwen's QWenTokenizer NFC-normalizes its input first, as done here for both modes.
 /// Instances are immutable apart from an internal word cache and are safe to share between threads.
 /// </summary>
 /// <remarks>
@@ -38,7 +41,8 @@ public sealed partial class BpeTokenizer
     private readonly byte[][] _tokenBytes;
     private readonly TokenKind[] _kinds;
     private readonly Dictionary<string, int> _idByText;
-    private readonly (int Left, int Right)[] _merges;
+    private (int Left, int Right)[]? _merges; // rank mode: derived on first use (GGUF export)
+    private readonly bool _rankBased;
     private readonly Dictionary<long, long> _mergeByPair;
     private readonly int[] _byteTokenIds = new int[256];
     private readonly AddedTokenMatcher _addedTokens;
@@ -51,8 +55,9 @@ public sealed partial class BpeTokenizer
     // Loading loops over ~150k tokens and merges once; skipping tier-0 JIT roughly halves a cold load.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private BpeTokenizer(string[] tokenTexts, TokenKind[] kinds, IReadOnlyList<(string Left, string Right)> merges,
-        int? bosId, int? eosId, int? padId, bool addBos, string? chatTemplate)
+        int? bosId, int? eosId, int? padId, bool addBos, string? chatTemplate, bool rankBased = false)
     {
+        _rankBased = rankBased;
         int vocabSize = tokenTexts.Length;
         _tokenTexts = tokenTexts;
         _kinds = kinds;
@@ -91,24 +96,31 @@ public sealed partial class BpeTokenizer
                 throw new InvalidDataException($"tokenizer vocabulary lacks the byte-level token '{symbol}' for byte 0x{b:X2}");
         }
 
-        _merges = new (int, int)[merges.Count];
-        _mergeByPair = new Dictionary<long, long>(merges.Count);
-        var lookup = _idByText.GetAlternateLookup<ReadOnlySpan<char>>();
-        char[] concatBuffer = new char[256];
-        for (int rank = 0; rank < merges.Count; rank++)
+        if (rankBased)
         {
-            var (left, right) = merges[rank];
-            if (!TryGetBpeId(left, out int leftId) || !TryGetBpeId(right, out int rightId))
-                throw new InvalidDataException($"tokenizer merge {rank} '{left} {right}' refers to a token that is not in the vocabulary");
-            int length = left.Length + right.Length;
-            if (length > concatBuffer.Length) concatBuffer = new char[length * 2];
-            left.CopyTo(concatBuffer);
-            right.CopyTo(concatBuffer.AsSpan(left.Length));
-            if (!lookup.TryGetValue(concatBuffer.AsSpan(0, length), out int resultId) || kinds[resultId] is not (TokenKind.Normal or TokenKind.Unknown or TokenKind.Byte))
-                throw new InvalidDataException($"tokenizer merge {rank} '{left} {right}' produces a token that is not in the vocabulary");
-            _merges[rank] = (leftId, rightId);
-            // A repeated pair takes its last rank: Hugging Face builds its merge map by inserting in file order.
-            _mergeByPair[PairKey(leftId, rightId)] = ((long)rank << 32) | (uint)resultId;
+            _mergeByPair = BuildRankPairs();
+        }
+        else
+        {
+            _merges = new (int, int)[merges.Count];
+            _mergeByPair = new Dictionary<long, long>(merges.Count, PairKeyComparer.Instance);
+            var lookup = _idByText.GetAlternateLookup<ReadOnlySpan<char>>();
+            char[] concatBuffer = new char[256];
+            for (int rank = 0; rank < merges.Count; rank++)
+            {
+                var (left, right) = merges[rank];
+                if (!TryGetBpeId(left, out int leftId) || !TryGetBpeId(right, out int rightId))
+                    throw new InvalidDataException($"tokenizer merge {rank} '{left} {right}' refers to a token that is not in the vocabulary");
+                int length = left.Length + right.Length;
+                if (length > concatBuffer.Length) concatBuffer = new char[length * 2];
+                left.CopyTo(concatBuffer);
+                right.CopyTo(concatBuffer.AsSpan(left.Length));
+                if (!lookup.TryGetValue(concatBuffer.AsSpan(0, length), out int resultId) || kinds[resultId] is not (TokenKind.Normal or TokenKind.Unknown or TokenKind.Byte))
+                    throw new InvalidDataException($"tokenizer merge {rank} '{left} {right}' produces a token that is not in the vocabulary");
+                _merges[rank] = (leftId, rightId);
+                // A repeated pair takes its last rank: Hugging Face builds its merge map by inserting in file order.
+                _mergeByPair[PairKey(leftId, rightId)] = ((long)rank << 32) | (uint)resultId;
+            }
         }
 
         _addedTokens = new AddedTokenMatcher(addedTokens);
@@ -125,6 +137,67 @@ public sealed partial class BpeTokenizer
             if (id is int value && !endIds.Contains(value)) endIds.Add(value);
         _endOfGenerationIds = endIds.ToArray();
     }
+
+    /// <summary>
+    /// Rank mode: every pair of tokens whose concatenation is a token, mapped to that token (its id is its rank).
+    /// Enumerating the split points of each token finds all of them, so lookups during encoding stay O(1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private Dictionary<long, long> BuildRankPairs()
+    {
+        var pairs = new Dictionary<long, long>(_tokenTexts.Length * 4, PairKeyComparer.Instance);
+        var lookup = _idByText.GetAlternateLookup<ReadOnlySpan<char>>();
+        for (int id = 0; id < _tokenTexts.Length; id++)
+        {
+            if (_kinds[id] != TokenKind.Normal) continue;
+            string text = _tokenTexts[id];
+            for (int split = 1; split < text.Length; split++)
+            {
+                if (lookup.TryGetValue(text.AsSpan(0, split), out int left) && _kinds[left] == TokenKind.Normal
+                    && lookup.TryGetValue(text.AsSpan(split), out int right) && _kinds[right] == TokenKind.Normal)
+                    pairs[PairKey(left, right)] = ((long)id << 32) | (uint)id;
+            }
+        }
+        return pairs;
+    }
+
+    /// <summary>
+    /// The merge list equivalent to a rank vocabulary, as llama.cpp's converter derives it (QwenModel.bpe with
+    /// max_rank): each multi-byte token, merged from its bytes using only lower-ranked tokens, must end as two pieces.
+    /// </summary>
+    private (int Left, int Right)[] DeriveMergesFromRanks()
+    {
+        var merges = new List<(int, int)>();
+        var parts = new List<int>();
+        for (int id = 0; id < _tokenTexts.Length; id++)
+        {
+            if (_kinds[id] != TokenKind.Normal || _tokenBytes[id].Length < 2) continue;
+            parts.Clear();
+            foreach (byte b in _tokenBytes[id]) parts.Add(_byteTokenIds[b]);
+            while (true)
+            {
+                long best = long.MaxValue;
+                int at = -1;
+                for (int i = 0; i + 1 < parts.Count; i++)
+                {
+                    long packed = PairMerge(parts[i], parts[i + 1]);
+                    if (packed < best && (int)(packed >> 32) < id) { best = packed; at = i; }
+                }
+                if (at < 0) break;
+                parts[at] = (int)(best & 0xFFFFFFFF);
+                parts.RemoveAt(at + 1);
+            }
+            if (parts.Count != 2)
+                throw new InvalidDataException($"token {id} cannot be built from two lower-ranked tokens; the rank vocabulary has no merge-list equivalent");
+            merges.Add((parts[0], parts[1]));
+        }
+        return merges.ToArray();
+    }
+
+    private (int Left, int Right)[] Merges => _merges ??= DeriveMergesFromRanks();
+
+    /// <summary>True for a tiktoken (rank) vocabulary such as Qwen v1's.</summary>
+    public bool IsRankBased => _rankBased;
 
     private bool TryGetBpeId(string text, out int id) =>
         _idByText.TryGetValue(text, out id) && _kinds[id] is TokenKind.Normal or TokenKind.Unknown or TokenKind.Byte;
@@ -158,8 +231,8 @@ public sealed partial class BpeTokenizer
     public string? ChatTemplate { get; }
     /// <summary>Ids that end generation: eos, then &lt;|im_end|&gt; and &lt;|endoftext|&gt; when the vocabulary has them.</summary>
     public IReadOnlyList<int> EndOfGenerationIds => _endOfGenerationIds;
-    /// <summary>Number of merge rules.</summary>
-    public int MergeCount => _merges.Length;
+    /// <summary>Number of merge rules (derived from the ranks in rank mode).</summary>
+    public int MergeCount => Merges.Length;
 
     /// <summary>The token's vocabulary string as stored in tokenizer.json / GGUF: byte-level text for ordinary tokens
     /// (" the" is "Ġthe"), the literal text for added tokens.</summary>
@@ -271,6 +344,15 @@ public sealed partial class BpeTokenizer
         symbols.Length <= SmallWordSymbols ? MergeByScan(symbols) : MergeByHeap(symbols);
 
     private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
+
+    /// <summary>long.GetHashCode of a packed pair is left ^ right, which collides for every pair with the same XOR;
+    /// a multiplicative mix spreads the keys.</summary>
+    private sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 32);
+    }
 
     /// <summary>Packed (rank &lt;&lt; 32 | result id) of a mergeable pair, or long.MaxValue. Ordering by the packed value
     /// orders by rank.</summary>

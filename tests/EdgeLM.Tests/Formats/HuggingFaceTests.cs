@@ -72,7 +72,7 @@ public class HuggingFaceTests
     }
 
     [Theory]
-    [InlineData("""{"model_type":"qwen3","hidden_size":1}""", "qwen3")]
+    [InlineData("""{"model_type":"gemma","hidden_size":1}""", "gemma")]
     [InlineData("""{"hidden_size":1}""", "model_type")]
     [InlineData("""{"model_type":"qwen2","hidden_size":"big"}""", "hidden_size")]
     [InlineData("""{"model_type":"qwen2","hidden_size":32""", "JSON")]

@@ -9,10 +9,14 @@ namespace EdgeLM.Tests.Inference;
 /// </summary>
 internal sealed class ReferenceModel
 {
+    /// <summary>One layer's weights as float arrays in PyTorch [out, in] row order. QNorm/KNorm: Qwen3's per-head
+    /// RMSNorm of q and k (head_dim values), applied before RoPE when present.</summary>
+    public sealed record Layer(float[] AttnNorm, float[] Wq, float[] Wk, float[] Wv, float[] Wo, float[]? Bq, float[]? Bk, float[]? Bv,
+        float[] FfnNorm, float[] Gate, float[] Up, float[] Down, float[]? QNorm = null, float[]? KNorm = null);
+
     private readonly ModelConfig c;
     private readonly float[] embedding, outputNorm, output;
-    private readonly (float[] attnNorm, float[] wq, float[] wk, float[] wv, float[] wo, float[]? bq, float[]? bk, float[]? bv,
-        float[] ffnNorm, float[] gate, float[] up, float[] down)[] layers;
+    private readonly Layer[] layers;
 
     public ReferenceModel(ModelConfig config, ModelWeights w)
     {
@@ -21,9 +25,19 @@ internal sealed class ReferenceModel
         outputNorm = Dequantize.ToFloat(w.OutputNorm);
         output = Dequantize.ToFloat(w.Output);
         static float[]? Opt(EdgeLM.Tensors.Tensor? t) => t is null ? null : Dequantize.ToFloat(t);
-        layers = w.Layers.Select(l => (Dequantize.ToFloat(l.AttnNorm), Dequantize.ToFloat(l.Wq), Dequantize.ToFloat(l.Wk),
+        layers = w.Layers.Select(l => new Layer(Dequantize.ToFloat(l.AttnNorm), Dequantize.ToFloat(l.Wq), Dequantize.ToFloat(l.Wk),
             Dequantize.ToFloat(l.Wv), Dequantize.ToFloat(l.Wo), Opt(l.Bq), Opt(l.Bk), Opt(l.Bv), Dequantize.ToFloat(l.FfnNorm),
-            Dequantize.ToFloat(l.Gate), Dequantize.ToFloat(l.Up), Dequantize.ToFloat(l.Down))).ToArray();
+            Dequantize.ToFloat(l.Gate), Dequantize.ToFloat(l.Up), Dequantize.ToFloat(l.Down), Opt(l.QNorm), Opt(l.KNorm))).ToArray();
+    }
+
+    /// <summary>A reference built from weights the caller mapped itself (e.g. straight from a checkpoint's own layout).</summary>
+    public ReferenceModel(ModelConfig config, float[] embedding, float[] outputNorm, float[] output, Layer[] layers)
+    {
+        c = config;
+        this.embedding = embedding;
+        this.outputNorm = outputNorm;
+        this.output = output;
+        this.layers = layers;
     }
 
     /// <summary>Logits after each token of <paramref name="tokens"/>, processed from position 0.</summary>
@@ -40,8 +54,10 @@ internal sealed class ReferenceModel
             for (int l = 0; l < c.LayerCount; l++)
             {
                 var L = layers[l];
-                double[] h = RmsNorm(x, L.attnNorm);
-                double[] q = MatVec(L.wq, h, L.bq), k = MatVec(L.wk, h, L.bk), v = MatVec(L.wv, h, L.bv);
+                double[] h = RmsNorm(x, L.AttnNorm);
+                double[] q = MatVec(L.Wq, h, L.Bq), k = MatVec(L.Wk, h, L.Bk), v = MatVec(L.Wv, h, L.Bv);
+                if (L.QNorm != null) HeadRmsNorm(q, L.QNorm);
+                if (L.KNorm != null) HeadRmsNorm(k, L.KNorm);
                 Rope(q, pos); Rope(k, pos);
                 for (int i = 0; i < kvDim; i++) { keyCache[l, pos, i] = k[i]; valueCache[l, pos, i] = v[i]; }
 
@@ -61,13 +77,13 @@ internal sealed class ReferenceModel
                     for (int t = 0; t <= pos; t++)
                         for (int i = 0; i < hd; i++) attn[head * hd + i] += scores[t] / sum * valueCache[l, t, kvHead * hd + i];
                 }
-                double[] o = MatVec(L.wo, attn, null);
+                double[] o = MatVec(L.Wo, attn, null);
                 for (int i = 0; i < d; i++) x[i] += o[i];
 
-                h = RmsNorm(x, L.ffnNorm);
-                double[] g = MatVec(L.gate, h, null), u = MatVec(L.up, h, null);
+                h = RmsNorm(x, L.FfnNorm);
+                double[] g = MatVec(L.Gate, h, null), u = MatVec(L.Up, h, null);
                 for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i];
-                double[] down = MatVec(L.down, g, null);
+                double[] down = MatVec(L.Down, g, null);
                 for (int i = 0; i < d; i++) x[i] += down[i];
             }
             result[pos] = MatVec(output, RmsNorm(x, outputNorm), null);
@@ -81,6 +97,16 @@ internal sealed class ReferenceModel
         foreach (double v in x) ss += v * v;
         double scale = 1 / Math.Sqrt(ss / x.Length + c.RmsNormEps);
         return x.Select((v, i) => v * scale * weight[i]).ToArray();
+    }
+
+    private void HeadRmsNorm(double[] vec, float[] weight)
+    {
+        int hd = c.HeadDim;
+        for (int head = 0; head < vec.Length / hd; head++)
+        {
+            double[] part = RmsNorm(vec[(head * hd)..((head + 1) * hd)], weight);
+            Array.Copy(part, 0, vec, head * hd, hd);
+        }
     }
 
     // w holds rows of x.Length weights (ggml order): y[r] = dot(row r, x) + b[r].

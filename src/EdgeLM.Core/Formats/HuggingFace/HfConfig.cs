@@ -6,16 +6,24 @@ namespace EdgeLM.Formats.HuggingFace;
 
 /// <summary>
 /// The fields of a transformers config.json the engine needs, with transformers' per-model defaults
-/// (Qwen2Config / LlamaConfig) for the optional ones.
+/// (Qwen2Config / Qwen3Config / LlamaConfig, and the remote-code QWenConfig of Qwen v1) for the optional ones.
 /// </summary>
+/// <remarks>
+/// Qwen v1 ("qwen") names its fields differently: kv_channels is the head size, layer_norm_epsilon the RMSNorm
+/// epsilon, rotary_emb_base the RoPE base, and intermediate_size is TWICE the MLP width (w1 and w2 are each half of
+/// it). They are read into the common properties here; <see cref="IntermediateSize"/> keeps the file's value.
+/// use_dynamic_ntk and use_logn_attn (long-context tricks of QWen's own modeling code) are ignored, as llama.cpp does:
+/// within the trained sequence length they change nothing.
+/// </remarks>
 public sealed record HfConfig
 {
-    public static readonly string[] SupportedModelTypes = ["qwen2", "llama"];
+    public static readonly string[] SupportedModelTypes = ["qwen2", "llama", "qwen", "qwen3"];
 
     public required string ModelType { get; init; }
     public string[] Architectures { get; init; } = [];
     public string NameOrPath { get; init; } = "";
     public required int HiddenSize { get; init; }
+    /// <summary>As in config.json: for Qwen v1 twice the MLP width.</summary>
     public required int IntermediateSize { get; init; }
     public required int NumHiddenLayers { get; init; }
     public required int NumAttentionHeads { get; init; }
@@ -59,6 +67,14 @@ public sealed record HfConfig
         if (heads <= 0) throw Bad($"num_attention_heads {heads} must be positive");
         // Newer transformers write "dtype"; older ones "torch_dtype".
         string? dtype = OptString("torch_dtype") ?? OptString("dtype");
+        bool qwen1 = modelType == "qwen";
+        if (qwen1)
+        {
+            if (OptDouble("rotary_pct") is double pct && pct != 1.0) throw Bad($"rotary_pct {pct} is not supported (only full-width RoPE)");
+            if (OptBool("no_bias") == false) throw Bad("no_bias false is not supported (released Qwen checkpoints have no_bias true)");
+            int raw = ReqInt("intermediate_size");
+            if (raw <= 0 || raw % 2 != 0) throw Bad($"intermediate_size {raw} should be positive and even (Qwen's MLP is half of it wide)");
+        }
 
         return new HfConfig
         {
@@ -71,12 +87,15 @@ public sealed record HfConfig
             IntermediateSize = ReqInt("intermediate_size"),
             NumHiddenLayers = ReqInt("num_hidden_layers"),
             NumAttentionHeads = heads,
-            NumKeyValueHeads = OptInt("num_key_value_heads") ?? heads,
-            HeadDim = OptInt("head_dim") ?? hidden / heads,
-            // Qwen2Config defaults to 32768, LlamaConfig to 2048.
-            MaxPositionEmbeddings = OptInt("max_position_embeddings") ?? (modelType == "qwen2" ? 32768 : 2048),
-            RopeTheta = OptDouble("rope_theta") ?? 10000.0,
-            RmsNormEps = OptDouble("rms_norm_eps") ?? 1e-6,
+            NumKeyValueHeads = qwen1 ? heads : OptInt("num_key_value_heads") ?? heads,
+            // Qwen3Config defaults head_dim to 128 rather than deriving it.
+            HeadDim = qwen1 ? OptInt("kv_channels") ?? hidden / heads : OptInt("head_dim") ?? (modelType == "qwen3" ? 128 : hidden / heads),
+            // Qwen2Config and Qwen3Config default to 32768, LlamaConfig to 2048, QWenConfig to 8192.
+            MaxPositionEmbeddings = qwen1
+                ? OptInt("max_position_embeddings") ?? OptInt("seq_length") ?? 8192
+                : OptInt("max_position_embeddings") ?? (modelType is "qwen2" or "qwen3" ? 32768 : 2048),
+            RopeTheta = (qwen1 ? OptDouble("rotary_emb_base") : OptDouble("rope_theta")) ?? 10000.0,
+            RmsNormEps = (qwen1 ? OptDouble("layer_norm_epsilon") : OptDouble("rms_norm_eps")) ?? 1e-6,
             VocabSize = ReqInt("vocab_size"),
             // Both Qwen2Config and LlamaConfig default to untied (PretrainedConfig's own default is True).
             TieWordEmbeddings = OptBool("tie_word_embeddings") ?? false,
@@ -141,7 +160,7 @@ public sealed record HfConfig
         Name = name,
         VocabSize = VocabSize,
         HiddenSize = HiddenSize,
-        IntermediateSize = IntermediateSize,
+        IntermediateSize = ModelType == "qwen" ? IntermediateSize / 2 : IntermediateSize,
         LayerCount = NumHiddenLayers,
         HeadCount = NumAttentionHeads,
         KvHeadCount = NumKeyValueHeads,

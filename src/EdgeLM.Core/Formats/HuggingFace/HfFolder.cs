@@ -14,6 +14,8 @@ public sealed class HfFolder : IDisposable
 {
     public const string ConfigFileName = "config.json";
     public const string TokenizerFileName = "tokenizer.json";
+    /// <summary>Qwen v1's tokenizer: tiktoken ranks, read by its remote-code QWenTokenizer.</summary>
+    public const string TiktokenFileName = "qwen.tiktoken";
 
     private readonly List<SafetensorsFile> _files;
     private readonly Dictionary<string, Tensor> _tensors;
@@ -25,6 +27,7 @@ public sealed class HfFolder : IDisposable
     public IReadOnlyDictionary<string, Tensor> Tensors => _tensors;
     public long FileBytes => _files.Sum(f => f.FileLength);
     public string? TokenizerJsonPath { get; }
+    public string? TiktokenPath { get; }
 
     private HfFolder(string dir, HfConfig config, List<SafetensorsFile> files, Dictionary<string, Tensor> tensors)
     {
@@ -34,6 +37,8 @@ public sealed class HfFolder : IDisposable
         _tensors = tensors;
         string tok = Path.Combine(dir, TokenizerFileName);
         TokenizerJsonPath = File.Exists(tok) ? tok : null;
+        string tiktoken = Path.Combine(dir, TiktokenFileName);
+        TiktokenPath = File.Exists(tiktoken) ? tiktoken : null;
     }
 
     public static HfFolder Open(string dir)
@@ -104,7 +109,7 @@ public sealed class HfFolder : IDisposable
                 if (hfName == "lm_head.weight" && config.TieWordEmbeddings) continue;
                 // Older checkpoints store the RoPE inverse frequencies; they are recomputed from rope_theta.
                 if (hfName.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal)) continue;
-                string name = HfTensorNames.ToGguf(hfName) ?? hfName;
+                string name = HfTensorNames.ToGguf(hfName, config.ModelType) ?? hfName;
                 if (!tensors.TryAdd(name, Rename(tensor, name)))
                     throw new InvalidDataException($"{file.Path}: tensor '{hfName}' appears more than once in the checkpoint");
             }
@@ -132,7 +137,8 @@ public sealed class HfFolder : IDisposable
         m.Set($"{a}.context_length", GgufValue.Of((uint)cfg.ContextLength));
         m.Set($"{a}.embedding_length", GgufValue.Of((uint)cfg.HiddenSize));
         m.Set($"{a}.block_count", GgufValue.Of((uint)cfg.LayerCount));
-        m.Set($"{a}.feed_forward_length", GgufValue.Of((uint)cfg.IntermediateSize));
+        // llama.cpp's qwen (v1) keeps config.json's intermediate_size: twice the MLP width.
+        m.Set($"{a}.feed_forward_length", GgufValue.Of((uint)(a == "qwen" ? 2 * cfg.IntermediateSize : cfg.IntermediateSize)));
         m.Set($"{a}.attention.head_count", GgufValue.Of((uint)cfg.HeadCount));
         m.Set($"{a}.attention.head_count_kv", GgufValue.Of((uint)cfg.KvHeadCount));
         m.Set($"{a}.attention.key_length", GgufValue.Of((uint)cfg.HeadDim));
@@ -146,16 +152,22 @@ public sealed class HfFolder : IDisposable
     }
 
     /// <summary>
-    /// Writes a config.json that transformers loads as Qwen2ForCausalLM (or LlamaForCausalLM for "llama"),
-    /// with the fields a released checkpoint carries. Floats use the shortest round-trip form.
+    /// Writes a config.json that transformers loads as Qwen2ForCausalLM (Qwen3ForCausalLM for "qwen3",
+    /// LlamaForCausalLM for "llama", remote-code QWenLMHeadModel for "qwen"), with the fields a released checkpoint
+    /// carries. Floats use the shortest round-trip form.
     /// </summary>
     public static void WriteConfig(string dir, ModelConfig cfg, string torchDtype)
     {
         ArgumentNullException.ThrowIfNull(cfg);
         ArgumentException.ThrowIfNullOrEmpty(torchDtype);
-        bool llama = cfg.Architecture == "llama";
-        if (!llama && cfg.Architecture != "qwen2")
-            throw new ArgumentException($"cannot write a Hugging Face config for architecture '{cfg.Architecture}' (qwen2, llama)");
+        if (cfg.Architecture == "qwen")
+        {
+            WriteQwenConfig(dir, cfg, torchDtype);
+            return;
+        }
+        bool llama = cfg.Architecture == "llama", qwen3 = cfg.Architecture == "qwen3";
+        if (!llama && !qwen3 && cfg.Architecture != "qwen2")
+            throw new ArgumentException($"cannot write a Hugging Face config for architecture '{cfg.Architecture}' (qwen2, qwen3, qwen, llama)");
         System.IO.Directory.CreateDirectory(dir);
         AtomicFile.Write(Path.Combine(dir, ConfigFileName), fs =>
         {
@@ -163,13 +175,13 @@ public sealed class HfFolder : IDisposable
             j.WriteStartObject();
             if (cfg.Name.Length > 0) j.WriteString("_name_or_path", cfg.Name);
             j.WriteStartArray("architectures");
-            j.WriteStringValue(llama ? "LlamaForCausalLM" : "Qwen2ForCausalLM");
+            j.WriteStringValue(llama ? "LlamaForCausalLM" : qwen3 ? "Qwen3ForCausalLM" : "Qwen2ForCausalLM");
             j.WriteEndArray();
-            if (llama) { j.WriteBoolean("attention_bias", false); }
+            if (llama || qwen3) { j.WriteBoolean("attention_bias", false); }
             j.WriteNumber("attention_dropout", 0.0);
             if (cfg.BosTokenId is int bos) j.WriteNumber("bos_token_id", bos); else j.WriteNull("bos_token_id");
             if (cfg.EosTokenId is int eos) j.WriteNumber("eos_token_id", eos); else j.WriteNull("eos_token_id");
-            if (llama || cfg.HeadDim * cfg.HeadCount != cfg.HiddenSize) j.WriteNumber("head_dim", cfg.HeadDim);
+            if (llama || qwen3 || cfg.HeadDim * cfg.HeadCount != cfg.HiddenSize) j.WriteNumber("head_dim", cfg.HeadDim);
             j.WriteString("hidden_act", "silu");
             j.WriteNumber("hidden_size", cfg.HiddenSize);
             j.WriteNumber("initializer_range", 0.02);
@@ -191,6 +203,57 @@ public sealed class HfFolder : IDisposable
             j.WriteString("transformers_version", "4.45.0");
             j.WriteBoolean("use_cache", true);
             if (!llama) j.WriteBoolean("use_sliding_window", false);
+            j.WriteNumber("vocab_size", cfg.VocabSize);
+            j.WriteEndObject();
+        });
+    }
+
+    /// <summary>config.json of a Qwen v1 checkpoint (QWenConfig, loaded with trust_remote_code).</summary>
+    private static void WriteQwenConfig(string dir, ModelConfig cfg, string torchDtype)
+    {
+        if (cfg.KvHeadCount != cfg.HeadCount) throw new ArgumentException("Qwen (v1) has no grouped-query attention: kv heads must equal heads");
+        if (cfg.TiedEmbeddings) throw new ArgumentException("Qwen (v1) checkpoints have an untied lm_head");
+        System.IO.Directory.CreateDirectory(dir);
+        AtomicFile.Write(Path.Combine(dir, ConfigFileName), fs =>
+        {
+            using var j = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true });
+            j.WriteStartObject();
+            if (cfg.Name.Length > 0) j.WriteString("_name_or_path", cfg.Name);
+            j.WriteStartArray("architectures");
+            j.WriteStringValue("QWenLMHeadModel");
+            j.WriteEndArray();
+            j.WriteNumber("attn_dropout_prob", 0.0);
+            j.WriteStartObject("auto_map");
+            j.WriteString("AutoConfig", "configuration_qwen.QWenConfig");
+            j.WriteString("AutoModelForCausalLM", "modeling_qwen.QWenLMHeadModel");
+            j.WriteEndObject();
+            j.WriteBoolean("bf16", torchDtype == "bfloat16");
+            j.WriteNumber("emb_dropout_prob", 0.0);
+            j.WriteBoolean("fp16", torchDtype == "float16");
+            j.WriteBoolean("fp32", torchDtype == "float32");
+            j.WriteNumber("hidden_size", cfg.HiddenSize);
+            j.WriteNumber("initializer_range", 0.02);
+            j.WriteNumber("intermediate_size", 2 * cfg.IntermediateSize);
+            j.WriteNumber("kv_channels", cfg.HeadDim);
+            WriteFloat(j, "layer_norm_epsilon", cfg.RmsNormEps);
+            j.WriteNumber("max_position_embeddings", cfg.ContextLength);
+            j.WriteString("model_type", "qwen");
+            j.WriteBoolean("no_bias", true);
+            j.WriteNumber("num_attention_heads", cfg.HeadCount);
+            j.WriteNumber("num_hidden_layers", cfg.LayerCount);
+            j.WriteNull("onnx_safe");
+            WriteFloat(j, "rotary_emb_base", cfg.RopeTheta);
+            j.WriteNumber("rotary_pct", 1.0);
+            j.WriteBoolean("scale_attn_weights", true);
+            j.WriteNumber("seq_length", cfg.ContextLength);
+            j.WriteBoolean("tie_word_embeddings", false);
+            j.WriteString("tokenizer_class", "QWenTokenizer");
+            j.WriteString("torch_dtype", torchDtype);
+            j.WriteString("transformers_version", "4.32.0");
+            j.WriteBoolean("use_cache", true);
+            j.WriteBoolean("use_dynamic_ntk", true);
+            j.WriteString("use_flash_attn", "auto");
+            j.WriteBoolean("use_logn_attn", true);
             j.WriteNumber("vocab_size", cfg.VocabSize);
             j.WriteEndObject();
         });

@@ -1,8 +1,8 @@
 namespace EdgeLM.Formats.HuggingFace;
 
 /// <summary>
-/// Renames Hugging Face Qwen2/Llama tensor names to the GGUF names the engine uses, and back
-/// (the same mapping as llama.cpp's convert_hf_to_gguf.py tensor map for these architectures).
+/// Renames Hugging Face Qwen2/Qwen3/Llama tensor names (and, by model type, Qwen v1's) to the GGUF names the engine
+/// uses, and back (the same mapping as llama.cpp's convert_hf_to_gguf.py tensor map for these architectures).
 /// </summary>
 public static class HfTensorNames
 {
@@ -16,6 +16,8 @@ public static class HfTensorNames
         ("self_attn.k_proj.bias", "attn_k.bias"),
         ("self_attn.v_proj.bias", "attn_v.bias"),
         ("self_attn.o_proj.weight", "attn_output.weight"),
+        ("self_attn.q_norm.weight", "attn_q_norm.weight"),
+        ("self_attn.k_norm.weight", "attn_k_norm.weight"),
         ("post_attention_layernorm.weight", "ffn_norm.weight"),
         ("mlp.gate_proj.weight", "ffn_gate.weight"),
         ("mlp.up_proj.weight", "ffn_up.weight"),
@@ -29,24 +31,59 @@ public static class HfTensorNames
         ("lm_head.weight", "output.weight"),
     ];
 
+    // QWenLMHeadModel: fused c_attn (q, k, v rows, with bias). Its MLP computes c_proj(w1(x) * silu(w2(x))), so w2 is
+    // the gated (SiLU) branch: llama.cpp maps w1 to ffn_up and w2 to ffn_gate.
+    private static readonly (string Hf, string Gguf)[] QwenLayerParts =
+    [
+        ("ln_1.weight", "attn_norm.weight"),
+        ("attn.c_attn.weight", "attn_qkv.weight"),
+        ("attn.c_attn.bias", "attn_qkv.bias"),
+        ("attn.c_proj.weight", "attn_output.weight"),
+        ("ln_2.weight", "ffn_norm.weight"),
+        ("mlp.w1.weight", "ffn_up.weight"),
+        ("mlp.w2.weight", "ffn_gate.weight"),
+        ("mlp.c_proj.weight", "ffn_down.weight"),
+    ];
+
+    private static readonly (string Hf, string Gguf)[] QwenGlobals =
+    [
+        ("transformer.wte.weight", "token_embd.weight"),
+        ("transformer.ln_f.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+    ];
+
+    private const string QwenLayerPrefix = "transformer.h.";
     private const string HfLayerPrefix = "model.layers.";
     private const string GgufLayerPrefix = "blk.";
 
     /// <summary>The GGUF name for a Hugging Face tensor name, or null when the name is not part of the mapping.</summary>
-    public static string? ToGguf(string hfName)
-    {
-        foreach (var (hf, gguf) in Globals) if (hfName == hf) return gguf;
-        return MapLayer(hfName, HfLayerPrefix, GgufLayerPrefix, toGguf: true);
-    }
+    public static string? ToGguf(string hfName) => ToGguf(hfName, "qwen2");
 
     /// <summary>The Hugging Face name for a GGUF tensor name, or null when the name is not part of the mapping.</summary>
-    public static string? ToHf(string ggufName)
+    public static string? ToHf(string ggufName) => ToHf(ggufName, "qwen2");
+
+    /// <summary>The GGUF name of a tensor of a checkpoint with this config.json model_type ("qwen" has its own layout).</summary>
+    public static string? ToGguf(string hfName, string modelType)
     {
-        foreach (var (hf, gguf) in Globals) if (ggufName == gguf) return hf;
-        return MapLayer(ggufName, GgufLayerPrefix, HfLayerPrefix, toGguf: false);
+        ArgumentNullException.ThrowIfNull(hfName);
+        var (globals, parts, hfPrefix) = Layout(modelType);
+        foreach (var (hf, gguf) in globals) if (hfName == hf) return gguf;
+        return MapLayer(hfName, hfPrefix, GgufLayerPrefix, toGguf: true, parts);
     }
 
-    private static string? MapLayer(string name, string fromPrefix, string toPrefix, bool toGguf)
+    /// <summary>The Hugging Face name of a GGUF tensor in the layout of this model_type.</summary>
+    public static string? ToHf(string ggufName, string modelType)
+    {
+        ArgumentNullException.ThrowIfNull(ggufName);
+        var (globals, parts, hfPrefix) = Layout(modelType);
+        foreach (var (hf, gguf) in globals) if (ggufName == gguf) return hf;
+        return MapLayer(ggufName, GgufLayerPrefix, hfPrefix, toGguf: false, parts);
+    }
+
+    private static ((string Hf, string Gguf)[] Globals, (string Hf, string Gguf)[] Parts, string Prefix) Layout(string modelType) =>
+        modelType == "qwen" ? (QwenGlobals, QwenLayerParts, QwenLayerPrefix) : (Globals, LayerParts, HfLayerPrefix);
+
+    private static string? MapLayer(string name, string fromPrefix, string toPrefix, bool toGguf, (string Hf, string Gguf)[] layerParts)
     {
         if (!name.StartsWith(fromPrefix, StringComparison.Ordinal)) return null;
         int dot = name.IndexOf('.', fromPrefix.Length);
@@ -57,7 +94,7 @@ public static class HfTensorNames
             || layer.ToString(System.Globalization.CultureInfo.InvariantCulture) != index.ToString())
             return null;
         string rest = name[(dot + 1)..];
-        foreach (var (hf, gguf) in LayerParts)
+        foreach (var (hf, gguf) in layerParts)
         {
             if (rest == (toGguf ? hf : gguf)) return $"{toPrefix}{layer}.{(toGguf ? gguf : hf)}";
         }
