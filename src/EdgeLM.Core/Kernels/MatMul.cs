@@ -146,6 +146,16 @@ public static unsafe class MatMul
             }
         }
 
+        /// <summary>Frees the quantized-input scratch (the pool is being disposed).</summary>
+        public void Dispose()
+        {
+            for (int f = 0; f < FormatCount; f++)
+            {
+                _quantized[f]?.Dispose();
+                _quantized[f] = null;
+            }
+        }
+
         private void QuantizeInput(WorkerPool pool, ActivationFormat format)
         {
             long rowBytes = ActivationQuantizer.RowBytes(format, _in);
