@@ -179,10 +179,7 @@ public sealed unsafe class InferenceSession : IDisposable
             var lw = _weights.Layers[l];
             fixed (float* norm = _attnNorm[l])
                 for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
-            var xb = new ReadOnlySpan<float>(_xb, n * d);
-            MatMul.Compute(lw.Wq, xb, new Span<float>(_q, n * _qDim), n, _pool);
-            MatMul.Compute(lw.Wk, xb, new Span<float>(_k, n * _kvDim), n, _pool);
-            MatMul.Compute(lw.Wv, xb, new Span<float>(_v, n * _kvDim), n, _pool);
+            MatMul.ComputeFused(_pool, _xb, n, lw.Wq, _q, lw.Wk, _k, lw.Wv, _v);
             AddBias(_q, _bq[l], n, _qDim);
             AddBias(_k, _bk[l], n, _kvDim);
             AddBias(_v, _bv[l], n, _kvDim);
@@ -203,8 +200,7 @@ public sealed unsafe class InferenceSession : IDisposable
 
             fixed (float* norm = _ffnNorm[l])
                 for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
-            MatMul.Compute(lw.Gate, xb, new Span<float>(_gate, n * _ff), n, _pool);
-            MatMul.Compute(lw.Up, xb, new Span<float>(_up, n * _ff), n, _pool);
+            MatMul.ComputeFused(_pool, _xb, n, lw.Gate, _gate, lw.Up, _up);
             SwiGlu.Apply(_gate, _up, n * _ff);
             MatMul.Compute(lw.Down, new ReadOnlySpan<float>(_gate, n * _ff), new Span<float>(_xb, n * d), n, _pool);
             Elementwise.Add(_x, _xb, n * d);

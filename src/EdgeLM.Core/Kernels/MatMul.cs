@@ -1,18 +1,25 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using EdgeLM.Kernels.Quantized;
 using EdgeLM.Tensors;
 
 namespace EdgeLM.Kernels;
 
 /// <summary>
-/// y = x W^T for a weight of any type: y[t, r] = dot(W.Row(r), x[t]). Rows are processed in groups of four:
-/// a group is dequantized once into per-thread scratch (F32 is read straight from the mapped memory) and dotted
-/// with all n input rows, so prefill reuses each weight row across tokens. Groups are the unit of work, so every
-/// output is computed by the same kernel in the same order whatever the thread count.
+/// y = x W^T for a weight of any type: y[t, r] = dot(W.Row(r), x[t]).
+/// Quantized weights with an integer kernel: the input rows are quantized once per call (ggml's vec_dot_type) into
+/// pool-owned scratch, then every output comes from <see cref="IWeightKernel.Tile"/>. Float weights (and types
+/// without a kernel, dequantized to float scratch) use register-blocked float tiles; F16 decode converts in registers.
+/// Output rows are split into units of <see cref="RowsPerUnit"/> (a 64-byte line of outputs per token), handed to
+/// threads in contiguous runs; inside a unit tokens are processed in chunks so each weight row is loaded once per
+/// chunk rather than once per token. Every output is computed by the same code in the same order whatever the
+/// thread count or the position of its token in the batch, so results are bitwise reproducible.
 /// </summary>
 public static unsafe class MatMul
 {
-    internal const int RowsPerGroup = 4;
+    internal const int RowsPerUnit = 16;
+    internal const int TokensPerChunk = 64;
 
     /// <param name="x">n input rows of w.RowLength floats, row-major.</param>
     /// <param name="y">n output rows of w.RowCount floats, row-major.</param>
@@ -20,102 +27,263 @@ public static unsafe class MatMul
     {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(pool);
-        int inDim = w.RowLength;
-        long outRows = w.RowCount;
         if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), $"row count {n} is negative");
-        if (outRows > int.MaxValue) throw new ArgumentException($"tensor '{w.Name}' has too many rows ({outRows}) for a matmul");
-        int outDim = (int)outRows;
+        int inDim = w.RowLength;
+        int outDim = CheckRows(w);
         if (x.Length < (long)n * inDim) throw new ArgumentException($"matmul with '{w.Name}': input has {x.Length} floats, {(long)n * inDim} needed");
         if (y.Length < (long)n * outDim) throw new ArgumentException($"matmul with '{w.Name}': output has {y.Length} floats, {(long)n * outDim} needed");
         if (n == 0) return;
-
-        var job = pool.MatMulJob;
         fixed (float* px = x, py = y)
         {
-            job.Setup(w, px, py, n, inDim, outDim, pool.ThreadCount);
-            int groups = (outDim + RowsPerGroup - 1) / RowsPerGroup;
-            try { pool.Run(job, groups, pool.GrainFor(groups)); }
-            finally { job.Clear(); }
+            var job = pool.MatMulJob;
+            job.Begin(px, n, inDim);
+            job.Add(w, py, outDim);
+            job.Run(pool);
         }
     }
 
-    /// <summary>The job object, one per pool so that dispatch allocates nothing.</summary>
+    /// <summary>
+    /// Several weights applied to the same input in one pool run (Q/K/V, gate/up): one barrier instead of several,
+    /// and the input is quantized once per activation format. Buffers are trusted (session-internal).
+    /// </summary>
+    internal static void ComputeFused(WorkerPool pool, float* x, int n, Tensor w0, float* y0, Tensor w1, float* y1, Tensor? w2 = null, float* y2 = null)
+    {
+        var job = pool.MatMulJob;
+        job.Begin(x, n, w0.RowLength);
+        job.Add(w0, y0, CheckRows(w0));
+        job.Add(w1, y1, CheckRows(w1));
+        if (w2 is not null) job.Add(w2, y2, CheckRows(w2));
+        job.Run(pool);
+    }
+
+    private static int CheckRows(Tensor w)
+    {
+        long rows = w.RowCount;
+        if (rows > int.MaxValue) throw new ArgumentException($"tensor '{w.Name}' has too many rows ({rows}) for a matmul");
+        return (int)rows;
+    }
+
+    /// <summary>The integer tile of a weight type, or null when the type has no kernel (float fallback).</summary>
+    internal static delegate*<byte*, long, int, byte*, long, int, int, float*, long, void> KernelTile(GgmlType type, out ActivationFormat format)
+    {
+        switch (type)
+        {
+            case GgmlType.Q8_0: format = Q8_0Kernel.Activation; return &TileOf<Q8_0Kernel>;
+            case GgmlType.Q4_0: format = Q4_0Kernel.Activation; return &TileOf<Q4_0Kernel>;
+            case GgmlType.Q4_1: format = Q4_1Kernel.Activation; return &TileOf<Q4_1Kernel>;
+            case GgmlType.Q5_0: format = Q5_0Kernel.Activation; return &TileOf<Q5_0Kernel>;
+            case GgmlType.Q5_1: format = Q5_1Kernel.Activation; return &TileOf<Q5_1Kernel>;
+            // ---- k-quant kernels (Kernels/Quantized/KQuant*.cs): the integrator adds their lines here, e.g.
+            // case GgmlType.Q4_K: format = Q4_KKernel.Activation; return &TileOf<Q4_KKernel>;
+            // (Q2_KKernel, Q3_KKernel, Q4_KKernel, Q5_KKernel, Q6_KKernel; Activation = Q8_K)
+            // ---- end of k-quant kernels
+            default: format = default; return null;
+        }
+    }
+
+    private static void TileOf<TKernel>(byte* w, long wStride, int rows, byte* x, long xStride, int cols, int k, float* y, long yStride)
+        where TKernel : IWeightKernel => TKernel.Tile(w, wStride, rows, x, xStride, cols, k, y, yStride);
+
+    /// <summary>One weight of a (possibly fused) matmul.</summary>
+    private struct Segment
+    {
+        public Tensor Weight;
+        public float* Output;
+        public int OutDim;
+        public int FirstUnit;
+        public delegate*<byte*, long, int, byte*, long, int, int, float*, long, void> Tile; // null: float path
+        public ActivationFormat Format;
+    }
+
+    /// <summary>The job object, one per pool, so that dispatch allocates nothing in steady state.</summary>
     internal sealed class Job : IRangeJob
     {
-        private Tensor? _w;
-        private float* _x, _y;
-        private int _n, _in, _out;
+        private const int MaxSegments = 3;
+        private const int FormatCount = 3;
+        private readonly Segment[] _segments = new Segment[MaxSegments];
+        private int _segmentCount, _units;
+        private float* _x;
+        private int _n, _in;
+        // Quantized input per activation format, reused across calls; grows only when a larger input is seen.
+        private readonly Tensors.NativeBuffer?[] _quantized = new Tensors.NativeBuffer?[FormatCount];
+        private readonly bool[] _formatUsed = new bool[FormatCount];
+        private readonly QuantizeJob _quantizeJob = new();
         private float[][] _scratch = [];
 
-        public void Setup(Tensor w, float* x, float* y, int n, int inDim, int outDim, int threads)
+        public void Begin(float* x, int n, int inDim)
         {
-            _w = w; _x = x; _y = y; _n = n; _in = inDim; _out = outDim;
-            if (_scratch.Length < threads) Array.Resize(ref _scratch, threads);
+            _x = x; _n = n; _in = inDim;
+            _segmentCount = 0; _units = 0;
+            Array.Clear(_formatUsed);
         }
 
-        public void Clear() { _w = null; _x = null; _y = null; }
-
-        public void Execute(int beginGroup, int endGroup, int worker)
+        public void Add(Tensor w, float* y, int outDim)
         {
-            var w = _w!;
-            int inDim = _in, outDim = _out, n = _n;
-            float* x = _x, y = _y;
+            if (w.RowLength != _in) throw new ArgumentException($"fused matmul: '{w.Name}' has rows of {w.RowLength}, the input {_in}");
+            ref var s = ref _segments[_segmentCount++];
+            s.Weight = w; s.Output = y; s.OutDim = outDim; s.FirstUnit = _units;
+            s.Tile = KernelTile(w.Type, out s.Format);
+            if (s.Tile != null && _in % ActivationQuantizer.BlockSize(s.Format) != 0) s.Tile = null; // cannot happen for valid tensors
+            if (s.Tile != null) _formatUsed[(int)s.Format] = true;
+            _units += (outDim + RowsPerUnit - 1) / RowsPerUnit;
+        }
+
+        public void Run(WorkerPool pool)
+        {
+            try
+            {
+                for (int f = 0; f < FormatCount; f++)
+                    if (_formatUsed[f]) QuantizeInput(pool, (ActivationFormat)f);
+                int threads = pool.ThreadCount;
+                if (_scratch.Length < threads) Array.Resize(ref _scratch, threads);
+                // Contiguous runs of units per chunk; a few chunks per thread balance cores shared with other work.
+                pool.Run(this, _units, Math.Max(1, _units / (threads * 4)));
+            }
+            finally
+            {
+                for (int i = 0; i < _segmentCount; i++) _segments[i] = default;
+                _x = null;
+            }
+        }
+
+        /// <summary>Frees the quantized-input scratch (the pool is being disposed).</summary>
+        public void Dispose()
+        {
+            for (int f = 0; f < FormatCount; f++)
+            {
+                _quantized[f]?.Dispose();
+                _quantized[f] = null;
+            }
+        }
+
+        private void QuantizeInput(WorkerPool pool, ActivationFormat format)
+        {
+            long rowBytes = ActivationQuantizer.RowBytes(format, _in);
+            long need = rowBytes * _n;
+            ref var buffer = ref _quantized[(int)format];
+            if (buffer is null || buffer.Length < need)
+            {
+                buffer?.Dispose();
+                buffer = new Tensors.NativeBuffer(need);
+            }
+            _quantizeJob.Setup(format, _x, buffer.Pointer, _in, rowBytes);
+            // Quantizing is ~1/outDim of the matmul's work: only worth a pool run for prefill.
+            if (_n >= 8) pool.Run(_quantizeJob, _n, Math.Max(1, _n / (pool.ThreadCount * 4)));
+            else _quantizeJob.Execute(0, _n, 0);
+        }
+
+        public void Execute(int beginUnit, int endUnit, int worker)
+        {
+            for (int si = 0; si < _segmentCount; si++)
+            {
+                ref var s = ref _segments[si];
+                int segmentUnits = (s.OutDim + RowsPerUnit - 1) / RowsPerUnit;
+                int from = Math.Max(beginUnit, s.FirstUnit) - s.FirstUnit;
+                int to = Math.Min(endUnit, s.FirstUnit + segmentUnits) - s.FirstUnit;
+                if (from >= to) continue;
+                if (s.Tile != null) ExecuteQuantized(ref s, from, to);
+                else ExecuteFloat(ref s, from, to, worker);
+            }
+        }
+
+        private void ExecuteQuantized(ref Segment s, int fromUnit, int toUnit)
+        {
+            var w = s.Weight;
+            long wStride = w.RowStride;
+            long xStride = ActivationQuantizer.RowBytes(s.Format, _in);
+            byte* xq = _quantized[(int)s.Format]!.Pointer;
+            int outDim = s.OutDim, n = _n, k = _in;
+            var tile = s.Tile;
+            for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
+            {
+                int cols = Math.Min(TokensPerChunk, n - t0);
+                for (int u = fromUnit; u < toUnit; u++)
+                {
+                    int r0 = u * RowsPerUnit;
+                    int rows = Math.Min(RowsPerUnit, outDim - r0);
+                    tile(w.Data + r0 * wStride, wStride, rows, xq + t0 * xStride, xStride, cols, k, s.Output + (long)t0 * outDim + r0, outDim);
+                }
+            }
+        }
+
+        private void ExecuteFloat(ref Segment s, int fromUnit, int toUnit, int worker)
+        {
+            var w = s.Weight;
             GgmlType type = w.Type;
             long stride = w.RowStride;
-            bool direct = type == GgmlType.F32;
-            // Only taken when Dot.Compute4 would use Dot4x256, so both paths give identical bits.
-            bool fusedHalf = type == GgmlType.F16 && n == 1 && !Vector512.IsHardwareAccelerated && Vector256.IsHardwareAccelerated && Avx2.IsSupported;
+            int outDim = s.OutDim, n = _n, k = _in;
+            float* x = _x, y = s.Output;
+            // Decode with F16 weights: convert in registers, 4 rows per step (same summation order as FloatGemm).
+            bool fusedHalf = type == GgmlType.F16 && n == 1 && Vector256.IsHardwareAccelerated && Avx2.IsSupported;
             float[]? scratch = null;
-            if (!direct)
+            if (type != GgmlType.F32)
             {
                 scratch = _scratch[worker];
-                if (scratch == null || scratch.Length < RowsPerGroup * inDim)
-                    _scratch[worker] = scratch = new float[RowsPerGroup * inDim];
+                if (scratch == null || scratch.Length < RowsPerUnit * k)
+                    _scratch[worker] = scratch = new float[RowsPerUnit * k];
             }
-            float* sums = stackalloc float[RowsPerGroup];
-            fixed (float* s = scratch)
+            float* sums = stackalloc float[4];
+            fixed (float* converted = scratch)
             {
-                for (int g = beginGroup; g < endGroup; g++)
+                for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
                 {
-                    int r0 = g * RowsPerGroup;
-                    int rows = Math.Min(RowsPerGroup, outDim - r0);
-                    float* p0, p1, p2, p3;
-                    if (fusedHalf && rows == RowsPerGroup)
+                    int cols = Math.Min(TokensPerChunk, n - t0);
+                    for (int u = fromUnit; u < toUnit; u++)
                     {
-                        var h0 = (ushort*)(w.Data + r0 * stride);
-                        Dot.Dot4Half256(h0, h0 + inDim, h0 + 2 * inDim, h0 + 3 * inDim, x, inDim, sums);
-                        y[r0] = sums[0]; y[r0 + 1] = sums[1]; y[r0 + 2] = sums[2]; y[r0 + 3] = sums[3];
-                        continue;
-                    }
-                    if (direct)
-                    {
-                        p0 = (float*)(w.Data + r0 * stride);
-                    }
-                    else
-                    {
-                        for (int k = 0; k < rows; k++)
-                            RowConvert.RowUnchecked(type, w.Data + (r0 + k) * stride, stride, s + k * inDim, inDim);
-                        p0 = s;
-                    }
-                    long step = direct ? stride / sizeof(float) : inDim;
-                    if (rows == RowsPerGroup)
-                    {
-                        p1 = p0 + step; p2 = p1 + step; p3 = p2 + step;
-                        for (int t = 0; t < n; t++)
+                        int r0 = u * RowsPerUnit;
+                        int rows = Math.Min(RowsPerUnit, outDim - r0);
+                        if (fusedHalf)
                         {
-                            Dot.Compute4(p0, p1, p2, p3, x + (long)t * inDim, inDim, sums);
-                            float* yt = y + (long)t * outDim + r0;
-                            yt[0] = sums[0]; yt[1] = sums[1]; yt[2] = sums[2]; yt[3] = sums[3];
+                            int r = 0;
+                            for (; r + 4 <= rows; r += 4)
+                            {
+                                var h0 = (ushort*)(w.Data + (r0 + r) * stride);
+                                Dot.Dot4Half256(h0, h0 + k, h0 + 2 * k, h0 + 3 * k, x, k, sums);
+                                y[r0 + r] = sums[0]; y[r0 + r + 1] = sums[1]; y[r0 + r + 2] = sums[2]; y[r0 + r + 3] = sums[3];
+                            }
+                            if (r == rows) continue;
+                            for (int i = r; i < rows; i++) RowConvert.RowUnchecked(type, w.Data + (r0 + i) * stride, stride, converted + (i - r) * k, k);
+                            FloatGemm.Tile(converted, k, rows - r, x, k, 1, k, y + r0 + r, outDim);
+                            continue;
                         }
-                    }
-                    else
-                    {
-                        for (int k = 0; k < rows; k++)
-                            for (int t = 0; t < n; t++)
-                                y[(long)t * outDim + r0 + k] = Dot.Compute(p0 + k * step, x + (long)t * inDim, inDim);
+                        float* rowsPtr;
+                        long rowStride;
+                        if (type == GgmlType.F32)
+                        {
+                            rowsPtr = (float*)(w.Data + r0 * stride);
+                            rowStride = stride / sizeof(float);
+                        }
+                        else
+                        {
+                            for (int i = 0; i < rows; i++) RowConvert.RowUnchecked(type, w.Data + (r0 + i) * stride, stride, converted + i * k, k);
+                            rowsPtr = converted;
+                            rowStride = k;
+                        }
+                        FloatGemm.Tile(rowsPtr, rowStride, rows, x + (long)t0 * k, k, cols, k, y + (long)t0 * outDim + r0, outDim);
                     }
                 }
             }
+        }
+    }
+
+    /// <summary>Quantizes input rows [begin, end) into the activation scratch.</summary>
+    private sealed class QuantizeJob : IRangeJob
+    {
+        private ActivationFormat _format;
+        private float* _x;
+        private byte* _out;
+        private int _k;
+        private long _rowBytes;
+
+        public void Setup(ActivationFormat format, float* x, byte* output, int k, long rowBytes)
+        {
+            _format = format; _x = x; _out = output; _k = k; _rowBytes = rowBytes;
+        }
+
+        public void Execute(int begin, int end, int worker)
+        {
+            for (int t = begin; t < end; t++)
+                ActivationQuantizer.RowUnchecked(_format, _x + (long)t * _k, _out + t * _rowBytes, _k);
         }
     }
 

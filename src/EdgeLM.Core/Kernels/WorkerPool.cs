@@ -138,6 +138,7 @@ public sealed class WorkerPool : IDisposable
         Interlocked.Increment(ref _generation);
         _wake.Set();
         foreach (var t in _threads) t.Join();
+        MatMulJob.Dispose();
         _wake.Dispose();
         _done.Dispose();
     }

@@ -71,8 +71,13 @@ public class InferenceSessionTests
         using var session = new InferenceSession(model.Config, model.Weights, threads: 2);
         float[] logits = ForwardAll(session, tokens);
         int v = model.Config.VocabSize;
-        for (int p = 0; p < tokens.Length; p++) AssertMatches(expected[p], logits.AsSpan(p * v, v), $"{spec} position {p}");
+        // The integer kernels quantize activations to 8 bits (Q8_0/Q8_1/Q8_K, as llama.cpp does), which the float64
+        // reference does not: ~0.4% relative error per matmul, compounding over layers. Kernel bugs give O(spread) errors.
+        for (int p = 0; p < tokens.Length; p++)
+            AssertMatches(expected[p], logits.AsSpan(p * v, v), $"{spec} position {p}", relativeTolerance: QuantizedActivationTolerance);
     }
+
+    private const double QuantizedActivationTolerance = 2e-2;
 
     [Theory]
     [MemberData(nameof(Specs))]

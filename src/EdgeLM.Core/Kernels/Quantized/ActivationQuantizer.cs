@@ -1,0 +1,237 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using EdgeLM.Tensors;
+using EdgeLM.Tensors.Quantization;
+
+namespace EdgeLM.Kernels.Quantized;
+
+/// <summary>
+/// Float activation rows to ggml's block_q8_0 / block_q8_1 / block_q8_K, bit-identical to <see cref="Quantize.Row"/>
+/// (the scalar reference) for every finite input: the SIMD paths do the same float operations per element, and
+/// only the order-independent maximum is reduced in vector lanes. Run once per matmul input; the integer kernels
+/// then reuse the blocks for every output row.
+/// </summary>
+public static unsafe class ActivationQuantizer
+{
+    public static int BlockSize(ActivationFormat format) => format == ActivationFormat.Q8_K ? GgmlTypeInfo.QK_K : 32;
+
+    public static int BlockBytes(ActivationFormat format) => GgmlTypeInfo.BlockBytes(TypeOf(format));
+
+    public static GgmlType TypeOf(ActivationFormat format) => format switch
+    {
+        ActivationFormat.Q8_0 => GgmlType.Q8_0,
+        ActivationFormat.Q8_1 => GgmlType.Q8_1,
+        ActivationFormat.Q8_K => GgmlType.Q8_K,
+        _ => throw new ArgumentOutOfRangeException(nameof(format), $"unknown activation format {format}"),
+    };
+
+    /// <summary>Bytes of one quantized row of <paramref name="k"/> values (k a multiple of the block size).</summary>
+    public static long RowBytes(ActivationFormat format, int k) => (long)(k / BlockSize(format)) * BlockBytes(format);
+
+    /// <summary>Quantizes <paramref name="src"/> (a whole number of blocks) into the first RowBytes bytes of dst.</summary>
+    public static void Row(ActivationFormat format, ReadOnlySpan<float> src, Span<byte> dst)
+    {
+        int blockSize = BlockSize(format);
+        if (src.Length % blockSize != 0)
+            throw new ArgumentException($"{format}: {src.Length} values is not a multiple of the block size {blockSize}", nameof(src));
+        long need = RowBytes(format, src.Length);
+        if (dst.Length < need) throw new ArgumentException($"{format}: destination has {dst.Length} bytes, {need} needed", nameof(dst));
+        fixed (float* s = src) fixed (byte* d = dst) RowUnchecked(format, s, d, src.Length);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void RowUnchecked(ActivationFormat format, float* src, byte* dst, int k)
+    {
+        if (Vector256.IsHardwareAccelerated) Row256(format, src, dst, k);
+        else if (Vector128.IsHardwareAccelerated) Row128(format, src, dst, k);
+        else RowScalar(format, src, dst, k);
+    }
+
+    internal static void RowScalar(ActivationFormat format, float* src, byte* dst, int k) =>
+        Quantize.Row(TypeOf(format), new ReadOnlySpan<float>(src, k), new Span<byte>(dst, checked((int)RowBytes(format, k))));
+
+    internal static void Row256(ActivationFormat format, float* src, byte* dst, int k)
+    {
+        int blocks = k / BlockSize(format);
+        int bytes = BlockBytes(format);
+        for (int b = 0; b < blocks; b++)
+        {
+            switch (format)
+            {
+                case ActivationFormat.Q8_0: Block32x256(src + b * 32, dst + b * bytes, withSum: false); break;
+                case ActivationFormat.Q8_1: Block32x256(src + b * 32, dst + b * bytes, withSum: true); break;
+                default: BlockKx256(src + b * GgmlTypeInfo.QK_K, dst + b * bytes); break;
+            }
+        }
+    }
+
+    internal static void Row128(ActivationFormat format, float* src, byte* dst, int k)
+    {
+        int blocks = k / BlockSize(format);
+        int bytes = BlockBytes(format);
+        for (int b = 0; b < blocks; b++)
+        {
+            switch (format)
+            {
+                case ActivationFormat.Q8_0: Block32x128(src + b * 32, dst + b * bytes, withSum: false); break;
+                case ActivationFormat.Q8_1: Block32x128(src + b * 32, dst + b * bytes, withSum: true); break;
+                default: BlockKx128(src + b * GgmlTypeInfo.QK_K, dst + b * bytes); break;
+            }
+        }
+    }
+
+    // C roundf (half away from zero) without a rounding-mode instruction: x - trunc(x) is exact, so comparing its
+    // magnitude with 0.5 decides the tie exactly as roundf does.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> RoundAwayFromZero(Vector256<float> v)
+    {
+        var t = Vector256.Truncate(v);
+        var up = Vector256.GreaterThanOrEqual(Vector256.Abs(v - t), Vector256.Create(0.5f));
+        var step = Vector256.CopySign(Vector256<float>.One, v) & up;
+        return Vector256.ConvertToInt32(t + step);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> RoundAwayFromZero(Vector128<float> v)
+    {
+        var t = Vector128.Truncate(v);
+        var up = Vector128.GreaterThanOrEqual(Vector128.Abs(v - t), Vector128.Create(0.5f));
+        var step = Vector128.CopySign(Vector128<float>.One, v) & up;
+        return Vector128.ConvertToInt32(t + step);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxAcross(Vector128<float> v)
+    {
+        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1)));
+        v = Vector128.Max(v, Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2)));
+        return v.ToScalar();
+    }
+
+    // block_q8_0 { half d; i8 qs[32] } / block_q8_1 { half d; half s; i8 qs[32] }.
+    private static void Block32x256(float* x, byte* y, bool withSum)
+    {
+        var v0 = Vector256.Load(x); var v1 = Vector256.Load(x + 8);
+        var v2 = Vector256.Load(x + 16); var v3 = Vector256.Load(x + 24);
+        var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+        float amax = MaxAcross(Vector128.Max(m.GetLower(), m.GetUpper()));
+        float d = amax / 127;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        var idv = Vector256.Create(id);
+        var q0 = RoundAwayFromZero(v0 * idv); var q1 = RoundAwayFromZero(v1 * idv);
+        var q2 = RoundAwayFromZero(v2 * idv); var q3 = RoundAwayFromZero(v3 * idv);
+        var bytes = Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3));
+        *(ushort*)y = HalfPrecision.ToF16(d);
+        if (withSum)
+        {
+            int sum = Vector256.Sum(q0 + q1 + q2 + q3);
+            *(ushort*)(y + 2) = HalfPrecision.ToF16(sum * d);
+            bytes.Store((sbyte*)(y + 4));
+        }
+        else bytes.Store((sbyte*)(y + 2));
+    }
+
+    private static void Block32x128(float* x, byte* y, bool withSum)
+    {
+        var m = Vector128<float>.Zero;
+        for (int i = 0; i < 32; i += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(x + i)));
+        float amax = MaxAcross(m);
+        float d = amax / 127;
+        float id = d != 0 ? 1.0f / d : 0.0f;
+        var idv = Vector128.Create(id);
+        *(ushort*)y = HalfPrecision.ToF16(d);
+        sbyte* qs = (sbyte*)(y + (withSum ? 4 : 2));
+        var sum = Vector128<int>.Zero;
+        for (int i = 0; i < 32; i += 16)
+        {
+            var q0 = RoundAwayFromZero(Vector128.Load(x + i) * idv);
+            var q1 = RoundAwayFromZero(Vector128.Load(x + i + 4) * idv);
+            var q2 = RoundAwayFromZero(Vector128.Load(x + i + 8) * idv);
+            var q3 = RoundAwayFromZero(Vector128.Load(x + i + 12) * idv);
+            sum += q0 + q1 + q2 + q3;
+            Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store(qs + i);
+        }
+        if (withSum) *(ushort*)(y + 2) = HalfPrecision.ToF16(Vector128.Sum(sum) * d);
+    }
+
+    // block_q8_K { float d; i8 qs[256]; i16 bsums[16] }. The scale comes from the FIRST element of largest
+    // magnitude (its sign matters), found by comparing against the vector maximum.
+    private static void BlockKx256(float* x, byte* y)
+    {
+        const int QK = GgmlTypeInfo.QK_K;
+        var m = Vector256<float>.Zero;
+        for (int i = 0; i < QK; i += 8) m = Vector256.Max(m, Vector256.Abs(Vector256.Load(x + i)));
+        float amax = MaxAcross(Vector128.Max(m.GetLower(), m.GetUpper()));
+        if (amax == 0)
+        {
+            new Span<byte>(y, 4 + QK + QK / 8).Clear();
+            return;
+        }
+        if (!TryFirstWithMagnitude(x, amax, out float max))
+        {
+            BlockKScalar(x, y);
+            return;
+        }
+        float iscale = -127f / max;
+        var isv = Vector256.Create(iscale);
+        var limit = Vector256.Create(127);
+        sbyte* qs = (sbyte*)(y + 4);
+        short* bsums = (short*)(y + 4 + QK);
+        for (int i = 0; i < QK; i += 32)
+        {
+            var q0 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i) * isv)));
+            var q1 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i + 8) * isv)));
+            var q2 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i + 16) * isv)));
+            var q3 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i + 24) * isv)));
+            Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(qs + i);
+            bsums[i / 16] = (short)Vector256.Sum(q0 + q1);
+            bsums[i / 16 + 1] = (short)Vector256.Sum(q2 + q3);
+        }
+        *(float*)y = 1 / iscale;
+    }
+
+    private static void BlockKx128(float* x, byte* y)
+    {
+        const int QK = GgmlTypeInfo.QK_K;
+        var m = Vector128<float>.Zero;
+        for (int i = 0; i < QK; i += 4) m = Vector128.Max(m, Vector128.Abs(Vector128.Load(x + i)));
+        float amax = MaxAcross(m);
+        if (amax == 0)
+        {
+            new Span<byte>(y, 4 + QK + QK / 8).Clear();
+            return;
+        }
+        if (!TryFirstWithMagnitude(x, amax, out float max))
+        {
+            BlockKScalar(x, y);
+            return;
+        }
+        float iscale = -127f / max;
+        var isv = Vector128.Create(iscale);
+        var limit = Vector128.Create(127);
+        sbyte* qs = (sbyte*)(y + 4);
+        short* bsums = (short*)(y + 4 + QK);
+        for (int i = 0; i < QK; i += 16)
+        {
+            var q0 = Vector128.Min(limit, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i) * isv)));
+            var q1 = Vector128.Min(limit, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i + 4) * isv)));
+            var q2 = Vector128.Min(limit, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i + 8) * isv)));
+            var q3 = Vector128.Min(limit, Vector128.ConvertToInt32(Vector128.Round(Vector128.Load(x + i + 12) * isv)));
+            Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store(qs + i);
+            bsums[i / 16] = (short)Vector128.Sum(q0 + q1 + q2 + q3);
+        }
+        *(float*)y = 1 / iscale;
+    }
+
+    // NaN in the block: no element equals the maximum; the reference then decides (it skips NaNs).
+    private static bool TryFirstWithMagnitude(float* x, float amax, out float max)
+    {
+        for (int j = 0; j < GgmlTypeInfo.QK_K; j++)
+            if (MathF.Abs(x[j]) == amax) { max = x[j]; return true; }
+        max = 0;
+        return false;
+    }
+
+    private static void BlockKScalar(float* x, byte* y) =>
+        Quantize.Row(GgmlType.Q8_K, new ReadOnlySpan<float>(x, GgmlTypeInfo.QK_K), new Span<byte>(y, GgmlTypeInfo.BlockBytes(GgmlType.Q8_K)));
+}
