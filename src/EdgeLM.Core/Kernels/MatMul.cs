@@ -73,10 +73,9 @@ public static unsafe class MatMul
             case GgmlType.Q4_1: format = Q4_1Kernel.Activation; return &TileOf<Q4_1Kernel>;
             case GgmlType.Q5_0: format = Q5_0Kernel.Activation; return &TileOf<Q5_0Kernel>;
             case GgmlType.Q5_1: format = Q5_1Kernel.Activation; return &TileOf<Q5_1Kernel>;
-            // ---- k-quant kernels (Kernels/Quantized/KQuant*.cs): the integrator adds their lines here, e.g.
-            // case GgmlType.Q4_K: format = Q4_KKernel.Activation; return &TileOf<Q4_KKernel>;
-            // (Q2_KKernel, Q3_KKernel, Q4_KKernel, Q5_KKernel, Q6_KKernel; Activation = Q8_K)
-            // ---- end of k-quant kernels
+            case GgmlType.Q4_K: format = Q4_KKernel.Activation; return &TileOf<Q4_KKernel>;
+            case GgmlType.Q5_K: format = Q5_KKernel.Activation; return &TileOf<Q5_KKernel>;
+            case GgmlType.Q6_K: format = Q6_KKernel.Activation; return &TileOf<Q6_KKernel>;
             default: format = default; return null;
         }
     }
