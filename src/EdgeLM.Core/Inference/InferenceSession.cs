@@ -41,6 +41,9 @@ public sealed unsafe class InferenceSession : IDisposable
     /// <summary>Tokens in the cache; the next token is at this position.</summary>
     public int Position { get; private set; }
 
+    /// <summary>Optional calibration hook; null (the default) costs one branch per site.</summary>
+    public IActivationObserver? Observer { get; set; }
+
     /// <param name="contextLength">0: min(config.ContextLength, 4096).</param>
     /// <param name="threads">0: Environment.ProcessorCount.</param>
     /// <param name="batchSize">Tokens per forward chunk; prompts longer than this are processed in several chunks.</param>
@@ -177,8 +180,10 @@ public sealed unsafe class InferenceSession : IDisposable
         for (int l = 0; l < _config.LayerCount; l++)
         {
             var lw = _weights.Layers[l];
+            Observe(l, ActivationSite.BlockInput, _x, n, d);
             fixed (float* norm = _attnNorm[l])
                 for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
+            Observe(l, ActivationSite.AttentionInput, _xb, n, d);
             MatMul.ComputeFused(_pool, _xb, n, lw.Wq, _q, lw.Wk, _k, lw.Wv, _v);
             AddBias(_q, _bq[l], n, _qDim);
             AddBias(_k, _bk[l], n, _kvDim);
@@ -195,17 +200,26 @@ public sealed unsafe class InferenceSession : IDisposable
             _attention.Setup(l, start, n, _q, _attnOut);
             _pool.Run(_attention, n * heads, _pool.GrainFor(n * heads));
 
+            Observe(l, ActivationSite.AttentionOutput, _attnOut, n, _qDim);
             MatMul.Compute(lw.Wo, new ReadOnlySpan<float>(_attnOut, n * _qDim), new Span<float>(_xb, n * d), n, _pool);
             Elementwise.Add(_x, _xb, n * d);
 
             fixed (float* norm = _ffnNorm[l])
                 for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
+            Observe(l, ActivationSite.FfnInput, _xb, n, d);
             MatMul.ComputeFused(_pool, _xb, n, lw.Gate, _gate, lw.Up, _up);
             SwiGlu.Apply(_gate, _up, n * _ff);
+            Observe(l, ActivationSite.FfnHidden, _gate, n, _ff);
             MatMul.Compute(lw.Down, new ReadOnlySpan<float>(_gate, n * _ff), new Span<float>(_xb, n * d), n, _pool);
             Elementwise.Add(_x, _xb, n * d);
+            Observe(l, ActivationSite.BlockOutput, _x, n, d);
         }
         Position = start + n;
+    }
+
+    private void Observe(int layer, ActivationSite site, float* rows, int n, int width)
+    {
+        if (Observer is { } observer) observer.Observe(layer, site, new ReadOnlySpan<float>(rows, n * width), n, width);
     }
 
     private static void AddBias(float* rows, float[]? bias, int n, int width)
