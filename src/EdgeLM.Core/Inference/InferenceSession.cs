@@ -18,6 +18,7 @@ public sealed unsafe class InferenceSession : IDisposable
     private readonly ModelConfig _config;
     private readonly ModelWeights _weights;
     private readonly WorkerPool _pool;
+    private readonly bool _ownsPool;
     private readonly KvCache _cache;
     private readonly Rope _rope;
     private readonly AttentionJob _attention;
@@ -49,62 +50,91 @@ public sealed unsafe class InferenceSession : IDisposable
     /// <param name="batchSize">Tokens per forward chunk; prompts longer than this are processed in several chunks.</param>
     public InferenceSession(ModelConfig config, ModelWeights weights, int contextLength = 0, int threads = 0,
         KvCacheType kvCacheType = KvCacheType.F32, int batchSize = DefaultBatchSize)
+        : this(config, weights, contextLength, new WorkerPool(threads), ownsPool: true, kvCacheType, batchSize)
     {
-        ArgumentNullException.ThrowIfNull(config);
-        ArgumentNullException.ThrowIfNull(weights);
-        config.Validate();
-        if (weights.Layers.Length != config.LayerCount)
-            throw new ArgumentException($"weights have {weights.Layers.Length} layers, the config {config.LayerCount}");
-        if (contextLength == 0) contextLength = Math.Min(config.ContextLength, DefaultMaxContext);
-        if (contextLength < 1 || contextLength > config.ContextLength)
-            throw new ArgumentOutOfRangeException(nameof(contextLength), $"context length {contextLength} is not in 1..{config.ContextLength} (the model's context)");
-        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch size {batchSize} must be positive");
+    }
 
-        _config = config;
-        _weights = weights;
-        ContextLength = contextLength;
-        BatchSize = Math.Min(batchSize, contextLength);
-        _hidden = config.HiddenSize;
-        _qDim = config.QDim;
-        _kvDim = config.KvDim;
-        _ff = config.IntermediateSize;
-        _vocab = config.VocabSize;
-        _eps = (float)config.RmsNormEps;
+    /// <summary>
+    /// A session that runs on a pool shared with other sessions (a server's sequences): one set of worker threads for
+    /// the process, never more spinning threads than cores. The caller keeps the pool alive and disposes it; sessions
+    /// sharing a pool must not run at the same time.
+    /// </summary>
+    public InferenceSession(ModelConfig config, ModelWeights weights, int contextLength, WorkerPool sharedPool,
+        KvCacheType kvCacheType = KvCacheType.F32, int batchSize = DefaultBatchSize)
+        : this(config, weights, contextLength, sharedPool ?? throw new ArgumentNullException(nameof(sharedPool)), ownsPool: false, kvCacheType, batchSize)
+    {
+    }
 
-        int layers = config.LayerCount;
-        _attnNorm = new float[layers][];
-        _ffnNorm = new float[layers][];
-        _bq = new float[layers][];
-        _bk = new float[layers][];
-        _bv = new float[layers][];
-        for (int l = 0; l < layers; l++)
+    private InferenceSession(ModelConfig config, ModelWeights weights, int contextLength, WorkerPool pool, bool ownsPool,
+        KvCacheType kvCacheType, int batchSize)
+    {
+        try
         {
-            var lw = weights.Layers[l];
-            _attnNorm[l] = Dequantize.ToFloat(lw.AttnNorm);
-            _ffnNorm[l] = Dequantize.ToFloat(lw.FfnNorm);
-            _bq[l] = lw.Bq is null ? null : Dequantize.ToFloat(lw.Bq);
-            _bk[l] = lw.Bk is null ? null : Dequantize.ToFloat(lw.Bk);
-            _bv[l] = lw.Bv is null ? null : Dequantize.ToFloat(lw.Bv);
+            _pool = pool;
+            _ownsPool = ownsPool;
+            ArgumentNullException.ThrowIfNull(config);
+            ArgumentNullException.ThrowIfNull(weights);
+            config.Validate();
+            if (weights.Layers.Length != config.LayerCount)
+                throw new ArgumentException($"weights have {weights.Layers.Length} layers, the config {config.LayerCount}");
+            if (contextLength == 0) contextLength = Math.Min(config.ContextLength, DefaultMaxContext);
+            if (contextLength < 1 || contextLength > config.ContextLength)
+                throw new ArgumentOutOfRangeException(nameof(contextLength), $"context length {contextLength} is not in 1..{config.ContextLength} (the model's context)");
+            if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), $"batch size {batchSize} must be positive");
+
+            _config = config;
+            _weights = weights;
+            ContextLength = contextLength;
+            BatchSize = Math.Min(batchSize, contextLength);
+            _hidden = config.HiddenSize;
+            _qDim = config.QDim;
+            _kvDim = config.KvDim;
+            _ff = config.IntermediateSize;
+            _vocab = config.VocabSize;
+            _eps = (float)config.RmsNormEps;
+
+            int layers = config.LayerCount;
+            _attnNorm = new float[layers][];
+            _ffnNorm = new float[layers][];
+            _bq = new float[layers][];
+            _bk = new float[layers][];
+            _bv = new float[layers][];
+            for (int l = 0; l < layers; l++)
+            {
+                var lw = weights.Layers[l];
+                _attnNorm[l] = Dequantize.ToFloat(lw.AttnNorm);
+                _ffnNorm[l] = Dequantize.ToFloat(lw.FfnNorm);
+                _bq[l] = lw.Bq is null ? null : Dequantize.ToFloat(lw.Bq);
+                _bk[l] = lw.Bk is null ? null : Dequantize.ToFloat(lw.Bk);
+                _bv[l] = lw.Bv is null ? null : Dequantize.ToFloat(lw.Bv);
+            }
+            _outputNorm = Dequantize.ToFloat(weights.OutputNorm);
+            _qNorm = weights.Layers.Select(lw => lw.QNorm is null ? null : Dequantize.ToFloat(lw.QNorm)).ToArray();
+            _kNorm = weights.Layers.Select(lw => lw.KNorm is null ? null : Dequantize.ToFloat(lw.KNorm)).ToArray();
+            _logits = new float[_vocab];
+            _rope = new Rope(config.HeadDim, contextLength, config.RopeTheta, config.RopeStyle);
+
+            long b = BatchSize;
+            long[] sizes = [b * _hidden, b * _hidden, b * _qDim, b * _kvDim, b * _kvDim, b * _qDim, b * _ff, b * _ff];
+            long total = 0;
+            foreach (long s in sizes) total += AlignedFloats(s);
+            _activations = new NativeBuffer(checked(total * sizeof(float)));
+            var cursor = (float*)_activations.Pointer;
+            float* Take(long count) { float* p = cursor; cursor += AlignedFloats(count); return p; }
+            _x = Take(sizes[0]); _xb = Take(sizes[1]); _q = Take(sizes[2]); _k = Take(sizes[3]);
+            _v = Take(sizes[4]); _attnOut = Take(sizes[5]); _gate = Take(sizes[6]); _up = Take(sizes[7]);
+
+            _cache = new KvCache(layers, contextLength, _kvDim, kvCacheType);
+            _attention = new AttentionJob(config, _cache, _pool.ThreadCount);
         }
-        _outputNorm = Dequantize.ToFloat(weights.OutputNorm);
-        _qNorm = weights.Layers.Select(lw => lw.QNorm is null ? null : Dequantize.ToFloat(lw.QNorm)).ToArray();
-        _kNorm = weights.Layers.Select(lw => lw.KNorm is null ? null : Dequantize.ToFloat(lw.KNorm)).ToArray();
-        _logits = new float[_vocab];
-        _rope = new Rope(config.HeadDim, contextLength, config.RopeTheta, config.RopeStyle);
-
-        long b = BatchSize;
-        long[] sizes = [b * _hidden, b * _hidden, b * _qDim, b * _kvDim, b * _kvDim, b * _qDim, b * _ff, b * _ff];
-        long total = 0;
-        foreach (long s in sizes) total += AlignedFloats(s);
-        _activations = new NativeBuffer(checked(total * sizeof(float)));
-        var cursor = (float*)_activations.Pointer;
-        float* Take(long count) { float* p = cursor; cursor += AlignedFloats(count); return p; }
-        _x = Take(sizes[0]); _xb = Take(sizes[1]); _q = Take(sizes[2]); _k = Take(sizes[3]);
-        _v = Take(sizes[4]); _attnOut = Take(sizes[5]); _gate = Take(sizes[6]); _up = Take(sizes[7]);
-
-        _cache = new KvCache(layers, contextLength, _kvDim, kvCacheType);
-        _pool = new WorkerPool(threads);
-        _attention = new AttentionJob(config, _cache, _pool.ThreadCount);
+        catch
+        {
+            // A session that fails to build must not leave its own worker threads running.
+            if (ownsPool) pool.Dispose();
+            _cache?.Dispose();
+            _activations?.Dispose();
+            throw;
+        }
     }
 
     // Keeps every buffer 64-byte aligned.
@@ -242,7 +272,7 @@ public sealed unsafe class InferenceSession : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _pool.Dispose();
+        if (_ownsPool) _pool.Dispose();
         _cache.Dispose();
         _activations.Dispose();
     }

@@ -46,3 +46,25 @@ public class ActivationObserverTests
         Assert.Equal(logits, plain.Forward(model.RandomTokens(5, seed: 2)).ToArray());
     }
 }
+
+public class SharedPoolTests
+{
+    [Fact]
+    public void SessionsSharingAPoolGiveTheSameLogitsAsOwnPoolsAndLeaveThePoolUsable()
+    {
+        using var model = new TinyModel(new TinyModelSpec());
+        int[] tokens = model.RandomTokens(6, seed: 4);
+        using var own = new InferenceSession(model.Config, model.Weights, threads: 2);
+        float[] expected = own.Forward(tokens).ToArray();
+
+        using var pool = new EdgeLM.Kernels.WorkerPool(2);
+        for (int i = 0; i < 2; i++)
+        {
+            using var shared = new InferenceSession(model.Config, model.Weights, 0, pool);
+            Assert.Equal(expected, shared.Forward(tokens).ToArray());
+        }
+        // Disposing the sessions did not dispose the shared pool.
+        using var again = new InferenceSession(model.Config, model.Weights, 0, pool);
+        Assert.Equal(expected, again.Forward(tokens).ToArray());
+    }
+}
