@@ -147,12 +147,12 @@ public static class PipelineHtml
     /// <summary>A scatter chart: axes with ticks and labels, one labelled marker per candidate that has both values.</summary>
     internal static XElement Chart(string title, string xLabel, IReadOnlyList<(string Name, double X, double? Y)> points)
     {
-        const double width = 520, height = 360, left = 64, right = 24, top = 34, bottom = 52;
+        const double width = 520, height = 370, left = 64, right = 24, top = 44, bottom = 52;
         double plotW = width - left - right, plotH = height - top - bottom;
         var shown = points.Select((p, i) => (p.Name, p.X, p.Y, Color: Colors[i % Colors.Length]))
             .Where(p => p.Y is double y && double.IsFinite(y) && double.IsFinite(p.X)).ToList();
-        var (xMin, xMax, xStep) = NiceRange(shown.Select(p => p.X).DefaultIfEmpty(0).Min(), shown.Select(p => p.X).DefaultIfEmpty(1).Max());
-        var (yMin, yMax, yStep) = NiceRange(shown.Select(p => p.Y!.Value).DefaultIfEmpty(0).Min(), shown.Select(p => p.Y!.Value).DefaultIfEmpty(1).Max());
+        var (xMin, xMax, xStep) = NiceRange(Padded(shown.Select(p => p.X).DefaultIfEmpty(0).Min(), shown.Select(p => p.X).DefaultIfEmpty(1).Max()));
+        var (yMin, yMax, yStep) = NiceRange(Padded(shown.Select(p => p.Y!.Value).DefaultIfEmpty(0).Min(), shown.Select(p => p.Y!.Value).DefaultIfEmpty(1).Max()));
         double Px(double x) => left + (x - xMin) / (xMax - xMin) * plotW;
         double Py(double y) => top + plotH - (y - yMin) / (yMax - yMin) * plotH;
 
@@ -192,6 +192,16 @@ public static class PipelineHtml
         }
         return svg;
     }
+
+    /// <summary>Some room around the data so no marker sits on an axis or under the title.</summary>
+    private static (double, double) Padded(double min, double max)
+    {
+        double pad = (max - min) * 0.06;
+        // sizes, speeds and accuracies are never negative: no axis below 0 for them
+        return (min >= 0 ? Math.Max(0, min - pad) : min - pad, max + pad);
+    }
+
+    internal static (double Min, double Max, double Step) NiceRange((double Min, double Max) range) => NiceRange(range.Min, range.Max);
 
     /// <summary>Axis bounds on multiples of a 1-2-5 step, with some room around a single value or a flat series.</summary>
     internal static (double Min, double Max, double Step) NiceRange(double min, double max)
