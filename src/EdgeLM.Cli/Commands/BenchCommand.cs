@@ -12,7 +12,8 @@ internal sealed class BenchCommand : Command
 {
     public override string Name => "bench";
     public override string Summary => "measure prompt and generation speed like llama-bench (pp N / tg N, tokens/s)";
-    public override string Usage => "edgelm bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json FILE] [--csv FILE] [--kv f32|f16]";
+    public override string Usage => "edgelm bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json FILE] [--csv FILE] [--kv f32|f16]\n"
+        + "       edgelm bench --scenario optimum -m MODEL [--batch-size 1] [--sequence-length 256] [--new-tokens 100] [--iterations 10] [--duration 10] [--json FILE]";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
@@ -24,11 +25,26 @@ internal sealed class BenchCommand : Command
         new("--kv", null, "TYPE", "KV cache type: f32 or f16", "f32"),
         new("--json", null, "FILE", "also write the results as JSON (one object per test)"),
         new("--csv", null, "FILE", "also write the results as CSV (one row per test)"),
-        new("--seed", null, "N", "seed of the random token ids", "1234"),
+        new("--seed", null, "N", "seed of the random token ids", "1234 (optimum: 42)"),
+        new("--scenario", null, "NAME", "llama (llama-bench's pp/tg tests) or optimum (optimum-benchmark's text-generation inference scenario)", "llama"),
+        new("--batch-size", null, "N", "optimum: sequences per run", "1"),
+        new("--sequence-length", null, "N", "optimum: random prompt tokens per sequence", "256"),
+        new("--new-tokens", null, "N", "optimum: tokens generated per sequence (greedy, no stop at EOS)", "100"),
+        new("--iterations", null, "N", "optimum: minimum timed runs of each session", "10"),
+        new("--duration", null, "SECONDS", "optimum: minimum time of each session", "10"),
+        new("--warmup-runs", null, "N", "optimum: two-token generates after the first generate", "10"),
     ];
 
     public override int Run(ParsedArgs a, CancellationToken cancel)
     {
+        switch ((a.Get("--scenario") ?? "llama").ToLowerInvariant())
+        {
+            case "llama": break;
+            case "optimum": return RunOptimum(a, cancel);
+            case var other: throw new UsageException($"--scenario expects llama or optimum, got '{other}'");
+        }
+        foreach (var name in OptimumOnly)
+            if (a.Has(name)) throw new UsageException($"{name} belongs to --scenario optimum");
         var settings = ParseSettings(a);
         using var model = ModelOptions.Load(a);
         var info = BenchModelInfo.From(model);
@@ -60,6 +76,65 @@ internal sealed class BenchCommand : Command
         if (settings.CsvPath is { } csv) BenchReport.WriteCsvFile(csv, info, cpu, results);
         return 0;
     }
+
+    private static readonly string[] OptimumOnly = ["--batch-size", "--sequence-length", "--new-tokens", "--iterations", "--duration", "--warmup-runs"];
+    private static readonly string[] LlamaOnly = ["--n-prompt", "--n-gen", "--repetitions", "--csv"];
+
+    private static int RunOptimum(ParsedArgs a, CancellationToken cancel)
+    {
+        var options = ParseOptimumOptions(a);
+        string path = a.Require("--model");
+        string? json = a.Get("--json");
+        var err = Console.Error;
+        err.WriteLine($"cpu: {CpuInfo.Current.Summary}");
+        err.WriteLine($"optimum scenario: batch {options.BatchSize}, sequence {options.SequenceLength}, new tokens {options.NewTokens}, " +
+                      $"at least {options.Iterations} iterations and {options.DurationSeconds.ToString(CultureInfo.InvariantCulture)} s per session");
+        var result = OptimumBenchmark.Run(path, () => Models.ModelLoader.Load(path), options, progress: phase => err.WriteLine($"  {phase} ..."), cancel: cancel);
+        if (result.Batching == OptimumBatching.Sequential && options.BatchSize > 1)
+            err.WriteLine($"note: the {options.BatchSize} sequences ran one after another (no batched forward pass yet); the report says \"batching\": \"sequential\"");
+        Console.Out.WriteLine(OptimumReport.Summary(result));
+        if (json != null)
+        {
+            OptimumReport.WriteJsonFile(json, result);
+            err.WriteLine($"wrote {json}");
+        }
+        return 0;
+    }
+
+    /// <summary>The optimum scenario's settings, validated before the model loads.</summary>
+    internal static OptimumOptions ParseOptimumOptions(ParsedArgs a)
+    {
+        a.Require("--model");
+        foreach (var name in LlamaOnly)
+            if (a.Has(name)) throw new UsageException($"{name} belongs to the llama scenario, not --scenario optimum");
+        var threads = IntList(a, "--threads", [CpuInfo.Current.PhysicalCores], min: 1, max: 1024);
+        if (threads.Count != 1) throw new UsageException("--scenario optimum takes one thread count");
+        double duration = 10;
+        if (a.Get("--duration") is { } d && (!double.TryParse(d, NumberStyles.Float, CultureInfo.InvariantCulture, out duration) || !(duration >= 0) || duration > 86_400))
+            throw new UsageException($"--duration expects seconds between 0 and 86400, got '{d}'");
+        var options = new OptimumOptions
+        {
+            BatchSize = a.Int("--batch-size", 1, 1, 4096),
+            SequenceLength = a.Int("--sequence-length", 256, 1, 1_000_000),
+            NewTokens = a.Int("--new-tokens", 100, 2, 1_000_000),
+            Iterations = a.Int("--iterations", 10, 1, 1_000_000),
+            DurationSeconds = duration,
+            WarmupRuns = a.Int("--warmup-runs", 10, 0, 10_000),
+            Threads = threads[0],
+            KvCacheType = ParseKv(a),
+            Seed = a.ULong("--seed") ?? 42,
+        };
+        try { options.Validate(); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+        return options;
+    }
+
+    private static KvCacheType ParseKv(ParsedArgs a) => (a.Get("--kv") ?? "f32").ToLowerInvariant() switch
+    {
+        "f32" => KvCacheType.F32,
+        "f16" => KvCacheType.F16,
+        var other => throw new UsageException($"--kv expects f32 or f16, got '{other}'"),
+    };
 
     internal sealed record Settings(IReadOnlyList<int> PromptSizes, IReadOnlyList<int> GenSizes, IReadOnlyList<int> Threads,
         BenchOptions Options, string? JsonPath, string? CsvPath);
