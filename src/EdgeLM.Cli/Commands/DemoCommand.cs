@@ -34,8 +34,8 @@ internal sealed class DemoCommand : Command
         int n = a.Int("--n-predict", 48, 1);
         int threads = ModelOptions.ThreadCount(a);
 
-        string? tokenizerPath = a.Get("--tokenizer") ?? FindSharedTokenizer();
-        string dir = a.Get("--dir") ?? DefaultCacheDir();
+        string? tokenizerPath = a.Get("--tokenizer") ?? Locations.QwenTokenizer;
+        string dir = a.Get("--dir") ?? Locations.CacheFolder;
         Directory.CreateDirectory(dir);
         string file = Path.Combine(dir, $"synthetic-{preset}-{type.ToString().ToLowerInvariant()}-seed1{(tokenizerPath != null ? "-qwentok" : "")}.gguf");
 
@@ -71,21 +71,5 @@ internal sealed class DemoCommand : Command
         err.WriteLine("---");
         err.WriteLine(RunCommand.StatsLine(result));
         return 0;
-    }
-
-    internal static string DefaultCacheDir() =>
-        Environment.GetEnvironmentVariable("EDGELM_CACHE") is { Length: > 0 } env ? env
-        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "edgelm");
-
-    /// <summary>../shared/tokenizers/qwen/tokenizer.json beside the repository, looked up from the working folder and the binary.</summary>
-    internal static string? FindSharedTokenizer()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
-            {
-                string candidate = Path.Combine(d.FullName, "shared", "tokenizers", "qwen", "tokenizer.json");
-                if (File.Exists(candidate)) return candidate;
-            }
-        return null;
     }
 }

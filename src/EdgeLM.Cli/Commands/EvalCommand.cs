@@ -104,28 +104,17 @@ internal sealed class EvalCommand : Command
         return TaskDataset.Load(downloadDir, task, split);
     }
 
-    /// <summary>--data, else ../shared/datasets beside the repository (searched upwards from the working folder), then the download cache.</summary>
+    /// <summary>--data, else ../shared/datasets beside the repository, then the download cache.</summary>
     internal static IReadOnlyList<string> DataDirectories(string? explicitDir)
     {
         if (explicitDir != null) return [explicitDir];
         var dirs = new List<string>();
-        if (Environment.GetEnvironmentVariable("EDGELM_SHARED") is { Length: > 0 } shared) dirs.Add(Path.Combine(shared, "datasets"));
-        for (var d = new DirectoryInfo(Directory.GetCurrentDirectory()); d != null; d = d.Parent)
-        {
-            string candidate = Path.GetFullPath(Path.Combine(d.FullName, "..", "shared", "datasets"));
-            if (Directory.Exists(candidate)) { dirs.Add(candidate); break; }
-        }
-        if (dirs.Count == 0) dirs.Add(Path.GetFullPath(Path.Combine("..", "shared", "datasets")));
+        if (Locations.Datasets is { } shared) dirs.Add(shared);
         dirs.Add(DefaultCacheDir());
         return dirs;
     }
 
-    private static string DefaultCacheDir()
-    {
-        string root = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x
-            ? x : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-        return Path.Combine(root, "edgelm", "datasets");
-    }
+    private static string DefaultCacheDir() => Path.Combine(Locations.CacheFolder, "datasets");
 
     internal static void PrintTable(IReadOnlyList<TaskResult> results, TextWriter w)
     {

@@ -82,7 +82,7 @@ internal sealed class PipelineCommand : Command
         if (pMax is double mx && pMin is double mn && !(mx > mn)) throw new UsageException($"--p-max ({mx}) must be greater than --p-min ({mn})");
 
         var err = Console.Error;
-        string work = a.Get("--work") ?? DemoCommand.DefaultCacheDir();
+        string work = a.Get("--work") ?? Locations.CacheFolder;
         Directory.CreateDirectory(work);
         string? tokenizerPath = a.Get("--tokenizer");
         string baseModel = a.Get("--model") ?? SyntheticBase(work, ref tokenizerPath, err);
@@ -117,7 +117,7 @@ internal sealed class PipelineCommand : Command
     /// <summary>The demo's synthetic Qwen2.5-0.5B (same file name, so the two share the cache), with the real tokenizer when ../shared has it.</summary>
     private static string SyntheticBase(string dir, ref string? tokenizerPath, TextWriter err)
     {
-        tokenizerPath ??= DemoCommand.FindSharedTokenizer();
+        tokenizerPath ??= Locations.QwenTokenizer;
         const string preset = "qwen2.5-0.5b";
         var type = GgmlType.F16;
         string file = Path.Combine(dir, $"synthetic-{preset}-{type.ToString().ToLowerInvariant()}-seed1{(tokenizerPath != null ? "-qwentok" : "")}.gguf");
