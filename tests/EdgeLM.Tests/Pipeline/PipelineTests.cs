@@ -43,7 +43,8 @@ public sealed class PipelineRunFixture : IDisposable
         DataDirs = [ReferenceParityTests.DatasetsDir],
         Threads = 1,
         EvalContext = 256,
-        Bench = new OptimumOptions { SequenceLength = 8, NewTokens = 3, Iterations = 2, DurationSeconds = 0, WarmupRuns = 0, Threads = 1 },
+        // Enough decode steps that generate - prefill stays well above timing noise on a loaded machine.
+        Bench = new OptimumOptions { SequenceLength = 8, NewTokens = 24, Iterations = 2, DurationSeconds = 0, WarmupRuns = 0, Threads = 1 },
     };
 
     public void Dispose()
