@@ -20,6 +20,11 @@ public sealed record PipelineOptions
     public IReadOnlyList<LlamaFileType> QuantTypes { get; init; } = [LlamaFileType.MostlyQ8_0, LlamaFileType.MostlyQ4_K_M, LlamaFileType.MostlyQ4_0];
     public OptimumOptions Bench { get; init; } = new();
     public int Threads { get; init; } = CpuInfo.Current.PhysicalCores;
+    /// <summary>
+    /// Blocks the "pruned + 4-bit" candidate drops with ShortGPT before q4_k_m: null = one in eight (none below
+    /// four blocks), 0 = no pruned candidate.
+    /// </summary>
+    public int? PruneBlocks { get; init; }
     /// <summary>Context of the evaluation session; items longer than this are cut from the left as lm-eval does.</summary>
     public int EvalContext { get; init; } = 2048;
     /// <summary>tokenizer.json to use instead of the models' own.</summary>

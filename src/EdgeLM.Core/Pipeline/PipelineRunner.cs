@@ -1,3 +1,4 @@
+using EdgeLM.Compression.Pruning;
 using System.Diagnostics;
 using System.Globalization;
 using EdgeLM.Benchmarking;
@@ -16,7 +17,7 @@ namespace EdgeLM.Pipeline;
 /// </summary>
 public static class PipelineRunner
 {
-    public const string PrunedSkippedNote = "pruned variant: skipped, no pruning method yet";
+    public const string PrunedSkippedNote = "pruned variant: skipped";
     public const string NoDataNote = "accuracy: skipped, no data";
 
     /// <summary>Chance accuracy is the fallback P_min; when a model scores at chance (random weights) P_min is P_max minus this.</summary>
@@ -65,7 +66,15 @@ public static class PipelineRunner
                 Note($"{name}: skipped, {e.Message}");
             }
         }
-        Note(PrunedSkippedNote);
+        try
+        {
+            if (Pruned(options, datasets.SelectMany(d => d.Docs ?? []), log, Note, cancel) is { } pruned)
+                models.Add((pruned.Name, "pruned", pruned.Path));
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException or ArgumentException)
+        {
+            Note($"{PrunedSkippedNote}, {e.Message}");
+        }
 
         var results = new List<CandidateResult>();
         for (int i = 0; i < models.Count; i++)
@@ -120,10 +129,7 @@ public static class PipelineRunner
     /// <summary>The quantized file for a type, reused when an earlier run made it from the same base file.</summary>
     private static string Quantized(PipelineOptions options, LlamaFileType type, string name, Action<string> log, CancellationToken cancel)
     {
-        var source = new FileInfo(options.BaseModelPath);
-        string stamp = source.Exists
-            ? string.Create(CultureInfo.InvariantCulture, $"{source.Length:x}-{source.LastWriteTimeUtc.Ticks:x}")
-            : Directory.GetLastWriteTimeUtc(options.BaseModelPath).Ticks.ToString("x", CultureInfo.InvariantCulture);
+        string stamp = Stamp(options);
         string stem = Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(options.BaseModelPath));
         string path = Path.Combine(options.WorkDir, $"{stem}-{stamp}-{name}.gguf");
         if (File.Exists(path))
@@ -142,6 +148,52 @@ public static class PipelineRunner
         var report = ModelQuantizer.Quantize(model, path, new QuantizeOptions { FileType = type, Threads = options.Threads }, progress, cancel);
         log(string.Create(CultureInfo.InvariantCulture, $"    {report.OutputFileBytes / 1e6:F0} MB, {report.BitsPerWeight:F2} bits/weight, {report.Elapsed.TotalSeconds:F0} s"));
         return path;
+    }
+
+    /// <summary>
+    /// The "pruned + 4-bit" candidate: ShortGPT drops the blocks with the least influence, measured on calibration
+    /// text made of the evaluation items' own questions (the only text the pipeline is sure to have), then q4_k_m.
+    /// </summary>
+    private static (string Name, string Path)? Pruned(PipelineOptions options, IEnumerable<EvalDoc> docs, Action<string> log,
+        Action<string> note, CancellationToken cancel)
+    {
+        using var model = ModelLoader.Load(options.BaseModelPath);
+        int layers = model.Config.LayerCount;
+        int remove = options.PruneBlocks ?? (layers >= 4 ? Math.Max(1, layers / 8) : 0);
+        if (remove <= 0) { note($"{PrunedSkippedNote}: {(options.PruneBlocks == 0 ? "turned off" : $"only {layers} blocks")}"); return null; }
+        if (remove >= layers) throw new ArgumentException($"cannot prune {remove} of {layers} blocks");
+        var tokenizer = ModelTokenizers.Load(model);
+        if (tokenizer == null) { note($"{PrunedSkippedNote}: the model has no tokenizer for calibration text"); return null; }
+
+        string text = string.Join("\n", docs.Select(d => d.Query + " " + string.Join(" ", d.Choices)));
+        if (text.Length < 200) text += "\n" + FallbackCalibrationText;
+        int[] tokens = tokenizer.Encode(text);
+        int context = Math.Min(256, Math.Min(model.Config.ContextLength, tokens.Length));
+        tokens = tokens[..Math.Min(tokens.Length, 4 * context)];
+        string name = $"pruned{remove}+q4_k_m";
+        string prunedPath = Path.Combine(options.WorkDir, $"{Path.GetFileNameWithoutExtension(options.BaseModelPath)}-{Stamp(options)}-pruned{remove}.gguf");
+        if (!File.Exists(prunedPath))
+        {
+            log($"{name}: ShortGPT block influence over {tokens.Length} calibration tokens");
+            var selection = LayerPruner.Select(model.Config, model.Tensors, tokens,
+                new PruneOptions { Method = PruneMethod.ShortGpt, RemoveCount = remove, Context = context, Threads = options.Threads }, null, cancel);
+            log($"    removing blocks {string.Join(", ", selection.Removed)}");
+            LayerPruner.Write(model, selection.Removed, prunedPath, folder: false);
+        }
+        return (name, Quantized(options with { BaseModelPath = prunedPath }, LlamaFileType.MostlyQ4_K_M, name, log, cancel));
+    }
+
+    private const string FallbackCalibrationText =
+        "The committee met on Tuesday to review the budget. After a long discussion, the members agreed to postpone " +
+        "the decision until more data was available. Meanwhile, the engineers measured how fast the new model ran " +
+        "on an ordinary processor, and whether its answers were still correct after compression.";
+
+    private static string Stamp(PipelineOptions options)
+    {
+        var source = new FileInfo(options.BaseModelPath);
+        return source.Exists
+            ? string.Create(CultureInfo.InvariantCulture, $"{source.Length:x}-{source.LastWriteTimeUtc.Ticks:x}")
+            : Directory.GetLastWriteTimeUtc(options.BaseModelPath).Ticks.ToString("x", CultureInfo.InvariantCulture);
     }
 
     private sealed class Progress(Action<QuantizeProgress> report) : IProgress<QuantizeProgress>

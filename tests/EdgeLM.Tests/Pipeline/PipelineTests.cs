@@ -28,7 +28,7 @@ public sealed class PipelineRunFixture : IDisposable
     public PipelineRunFixture()
     {
         // 256-wide rows so that q4_k_m really uses k-quant blocks
-        var config = ModelPresets.Get("tiny") with { VocabSize = 512, ContextLength = 256, LayerCount = 1, HiddenSize = 256, IntermediateSize = 512, HeadCount = 4, KvHeadCount = 2, HeadDim = 64 };
+        var config = ModelPresets.Get("tiny") with { VocabSize = 512, ContextLength = 256, LayerCount = 4, HiddenSize = 256, IntermediateSize = 512, HeadCount = 4, KvHeadCount = 2, HeadDim = 64 };
         SyntheticModel.WriteGguf(ModelPath, config, GgmlType.F16, seed: 11, tokenizer: BpeTokenizer.CreateByteLevel(512));
         Result = PipelineRunner.Run(Options(this), Log.Add);
     }
@@ -55,7 +55,7 @@ public sealed class PipelineRunFixture : IDisposable
 
 public sealed class PipelineTests(PipelineRunFixture fixture) : IClassFixture<PipelineRunFixture>
 {
-    private static readonly string[] Names = ["baseline", "q8_0", "q4_k_m", "q4_0"];
+    private static readonly string[] Names = ["baseline", "q8_0", "q4_k_m", "q4_0", "pruned1+q4_k_m"];
 
     [Fact]
     public void ReportJsonHasEveryCandidateWithBenchAccuracyAndScore()
@@ -65,6 +65,10 @@ public sealed class PipelineTests(PipelineRunFixture fixture) : IClassFixture<Pi
         Assert.Equal(Names, candidates.Select(c => c.GetProperty("name").GetString()));
         Assert.Equal("baseline", candidates[0].GetProperty("kind").GetString());
         Assert.Equal(JsonValueKind.Null, candidates[0].GetProperty("score").ValueKind);
+
+        Assert.Equal("pruned", candidates[4].GetProperty("kind").GetString());
+        // One of four blocks removed: fewer parameters than the baseline.
+        Assert.True(candidates[4].GetProperty("parameters").GetInt64() < candidates[0].GetProperty("parameters").GetInt64());
 
         var bits = candidates.Select(c => c.GetProperty("bits_per_weight").GetDouble()).ToArray();
         Assert.True(bits[0] > bits[1] && bits[1] > bits[3], $"bits/weight {string.Join(", ", bits)}: f16 > q8_0 > q4_0");
@@ -93,9 +97,9 @@ public sealed class PipelineTests(PipelineRunFixture fixture) : IClassFixture<Pi
             Assert.Equal(total, score.GetProperty("total").GetDouble(), 9);
         }
         var notes = json.RootElement.GetProperty("notes").EnumerateArray().Select(x => x.GetString()!).ToArray();
-        Assert.Contains("pruned variant: skipped, no pruning method yet", notes);
+        Assert.DoesNotContain(notes, n => n.StartsWith("pruned variant: skipped", StringComparison.Ordinal));
         Assert.Contains(notes, n => n.StartsWith("hellaswag: accuracy: skipped, no data", StringComparison.Ordinal));
-        Assert.Contains(fixture.Log, l => l == "pruned variant: skipped, no pruning method yet");
+        Assert.Contains(fixture.Log, l => l.StartsWith("    removing blocks ", StringComparison.Ordinal));
         Assert.True(json.RootElement.GetProperty("score_config").GetProperty("p_max").GetDouble() >
                     json.RootElement.GetProperty("score_config").GetProperty("p_min").GetDouble());
     }
