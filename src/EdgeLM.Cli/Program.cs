@@ -7,7 +7,7 @@ public static class Program
     public static IReadOnlyList<Command> Commands { get; } =
     [
         new DemoCommand(), new RunCommand(), new ChatCommand(), new TokenizeCommand(), new LogitsCommand(),
-        new InfoCommand(), new SynthCommand(), new QuantizeCommand(), new BenchCommand(),
+        new InfoCommand(), new SynthCommand(), new QuantizeCommand(), new ImatrixCommand(), new BenchCommand(),
         new EvalCommand(), new PerplexityCommand(), new ScoreCommand(),
     ];
 
