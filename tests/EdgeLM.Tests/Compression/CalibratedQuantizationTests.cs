@@ -138,7 +138,7 @@ public class CalibratedQuantizationTests(CalibrationFixture fixture) : IClassFix
     [InlineData("gptq", "q4_0")]
     [InlineData("awq", "q4_k_m")]
     [InlineData("autoround", "q4_0")]
-    [InlineData("mse", "q4_k_m")]
+    [InlineData("mse", "q4_0")]
     public void CliQuantizesWithCalibrationToAGgufThatLoadsAndRuns(string method, string type)
     {
         string output = fixture.NewPath(method + ".gguf");

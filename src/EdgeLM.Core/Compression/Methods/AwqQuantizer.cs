@@ -60,6 +60,9 @@ public sealed class AwqQuantizer : ITensorQuantizer
     public void QuantizeRows(TensorQuantizationContext tensor, long firstRow, ReadOnlySpan<float> rows, Span<byte> output) =>
         Quantize.Rows(tensor.TargetType, rows, tensor.RowLength, output);
 
+    /// <summary>Calibration rows the α search evaluates (mean |x| uses every row seen).</summary>
+    public const int MaxSearchSamples = 128;
+
     /// <summary>The α grid: 0, 0.05, ..., 0.95.</summary>
     public static IReadOnlyList<float> Alphas { get; } = Enumerable.Range(0, 20).Select(i => i * 0.05f).ToArray();
 
@@ -193,9 +196,12 @@ public sealed class AwqQuantizer : ITensorQuantizer
         }
         if (members.Count == 0) return null;
         var meanAbs = stats.MeanAbs();
+        // The output error is a sum over samples; a bounded subset keeps the 20-point search affordable on wide layers.
+        int rows = Math.Min(stats.SampleCount, MaxSearchSamples);
+        var samples = stats.Samples[..(rows * stats.Width)];
         float[] s = shared is { } sh
-            ? SearchScales(members, stats.Width, sh.Reduce(meanAbs), stats.Samples, stats.SampleCount, out float a1, sh.Expand)
-            : SearchScales(members, stats.Width, meanAbs, stats.Samples, stats.SampleCount, out a1);
+            ? SearchScales(members, stats.Width, sh.Reduce(meanAbs), samples, rows, out float a1, sh.Expand)
+            : SearchScales(members, stats.Width, meanAbs, samples, rows, out a1);
         return a1 == 0 ? null : s;
     }
 

@@ -16,8 +16,11 @@ namespace EdgeLM.Compression.Methods;
 /// </summary>
 public sealed class MseQuantizer : ITensorQuantizer
 {
-    /// <summary>Clipping ratios tried: 1 (the reference scale) down to 0.6.</summary>
+    /// <summary>Clipping ratios tried for 32-blocks: 1 (the reference scale) down to 0.6.</summary>
     private static readonly float[] Ratios = [1.0f, 0.98f, 0.96f, 0.94f, 0.92f, 0.9f, 0.88f, 0.86f, 0.84f, 0.82f, 0.8f, 0.77f, 0.74f, 0.71f, 0.68f, 0.64f, 0.6f];
+
+    /// <summary>k-quant reference quantizers run their own scale search per candidate, so they get a coarser grid.</summary>
+    private static readonly float[] CoarseRatios = [1.0f, 0.96f, 0.92f, 0.88f, 0.84f, 0.8f, 0.74f, 0.68f, 0.6f];
 
     public static MseQuantizer Instance { get; } = new();
 
@@ -85,7 +88,7 @@ public sealed class MseQuantizer : ITensorQuantizer
             if (best == 0) return;
             int subs = _n / _sub;
             Array.Fill(_bestSubError, double.MaxValue, 0, subs);
-            foreach (float ratio in Ratios)
+            foreach (float ratio in _n == GgmlTypeInfo.QK_K ? CoarseRatios : Ratios)
             {
                 for (int s = 0; s < subs; s++) Clip(x, s, ratio);
                 double e = Candidate(x, w, _subError);
