@@ -106,7 +106,6 @@ public class QuantizationMethodTests
         var levels = new int[256];
         for (int i = 0; i < 256; i++) levels[i] = BlockGrid.NearestLevel(expected[i], scale[i], offset[i], min, max);
         var rewritten = (byte[])bytes.Clone();
-        Array.Clear(rewritten, 0, 0);
         BlockGrid.WriteRowLevels(type, rewritten, levels);
         var actual = new float[256];
         Dequantize.Row(type, rewritten, actual);
