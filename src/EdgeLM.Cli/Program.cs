@@ -7,9 +7,9 @@ public static class Program
     public static IReadOnlyList<Command> Commands { get; } =
     [
         new DemoCommand(), new RunCommand(), new ChatCommand(), new TokenizeCommand(), new LogitsCommand(),
-        new InfoCommand(), new SynthCommand(), new QuantizeCommand(), new PruneCommand(), new MergeLoraCommand(),
-        new CompareCommand(), new BenchCommand(), new EvalCommand(), new PerplexityCommand(), new ScoreCommand(),
-        new PipelineCommand(),
+        new InfoCommand(), new SynthCommand(), new QuantizeCommand(), new ImatrixCommand(), new PruneCommand(),
+        new MergeLoraCommand(), new CompareCommand(), new BenchCommand(), new EvalCommand(), new PerplexityCommand(),
+        new ScoreCommand(), new PipelineCommand(),
     ];
 
     public static int Main(string[] args)

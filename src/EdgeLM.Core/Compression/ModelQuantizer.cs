@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.Runtime.ExceptionServices;
+using EdgeLM.Compression.Methods;
 using EdgeLM.Formats.Gguf;
 using EdgeLM.Kernels;
 using EdgeLM.Models;
@@ -19,6 +20,10 @@ public sealed record QuantizeOptions
     public int Threads { get; init; }
     /// <summary>Quantize tensors that are already quantized (dequantized first, which compounds the error).</summary>
     public bool AllowRequantize { get; init; }
+    /// <summary>Per-column importance (imatrix) handed to the quantizer as TensorQuantizationContext.ColumnImportance.</summary>
+    public ImportanceMatrix? Importance { get; init; }
+    /// <summary>Rescalings applied to tensors before they are written (AWQ's folded scales); such tensors are never copied raw.</summary>
+    public IReadOnlyDictionary<string, TensorScaling>? Scalings { get; init; }
 }
 
 public readonly record struct QuantizeProgress(int TensorIndex, int TensorCount, string TensorName, double Fraction);
@@ -96,9 +101,10 @@ public static class ModelQuantizer
                 cancel.ThrowIfCancellationRequested();
                 void Report(long elements) =>
                     progress?.Report(new QuantizeProgress(index, plan.Count, entry.Name, (double)(doneElements + elements) / Math.Max(1, totalElements)));
-                double error = entry.Type == source.Type
+                var scaling = options.Scalings?.GetValueOrDefault(entry.Name);
+                double error = entry.Type == source.Type && scaling == null
                     ? CopyTensor(source, stream)
-                    : ConvertTensor(source, entry, options.Quantizer, threads, stream, Report, cancel);
+                    : ConvertTensor(source, entry, options.Quantizer, threads, stream, Report, cancel, scaling, Importance(options, entry.Name, scaling));
                 doneElements += entry.ElementCount;
                 Report(0);
                 results[index] = new TensorReport(entry.Name, entry.Shape, source.Type, entry.Type, source.ByteLength, entry.Bytes, error, entry.Note);
@@ -119,12 +125,21 @@ public static class ModelQuantizer
         };
     }
 
+    /// <summary>The imatrix of a tensor as its quantizer sees it: a column scaled by s has inputs scaled by 1/s.</summary>
+    private static float[]? Importance(QuantizeOptions options, string name, TensorScaling? scaling)
+    {
+        var importance = options.Importance?.Get(name);
+        if (importance != null && scaling?.Columns is { } columns && columns.Length == importance.Length)
+            for (int c = 0; c < importance.Length; c++) importance[c] /= columns[c] * columns[c];
+        return importance;
+    }
+
     private static void CheckSources(LoadedModel model, IReadOnlyList<PlannedTensor> plan, QuantizeOptions options)
     {
         foreach (var entry in plan)
         {
             var source = model.Tensors[entry.Name];
-            if (entry.Type == source.Type) continue;
+            if (entry.Type == source.Type && options.Scalings?.ContainsKey(entry.Name) != true) continue;
             if (LlamaFileTypes.IsQuantized(source.Type) && !options.AllowRequantize)
                 throw new InvalidDataException($"{model.SourcePath} is already quantized ('{entry.Name}' is {source.Type}); quantizing again compounds the error, pass --allow-requantize to do it anyway");
             if (!Dequantize.IsSupported(source.Type))
@@ -142,12 +157,14 @@ public static class ModelQuantizer
 
     /// <summary>Quantizes one tensor window by window; returns the relative RMS error of the written values.</summary>
     private static double ConvertTensor(Tensor source, PlannedTensor entry, ITensorQuantizer quantizer, int threads,
-        Stream output, Action<long> reportElements, CancellationToken cancel)
+        Stream output, Action<long> reportElements, CancellationToken cancel, TensorScaling? scaling = null, float[]? importance = null)
     {
         int rowLength = source.RowLength;
         long rowCount = source.RowCount;
         int rowBytes = checked((int)GgmlTypeInfo.RowBytes(entry.Type, rowLength));
-        var context = new TensorQuantizationContext(entry.Name, entry.Type, rowLength, rowCount);
+        if (importance != null && importance.Length != rowLength)
+            throw new InvalidDataException($"imatrix entry of '{entry.Name}' has {importance.Length} columns, the tensor {rowLength}");
+        var context = new TensorQuantizationContext(entry.Name, entry.Type, rowLength, rowCount, importance);
 
         long rowsPerChunk, chunksPerWindow;
         if (quantizer.RowsAreIndependent)
@@ -178,7 +195,7 @@ public static class ModelQuantizer
                     long first = windowStart + c * rowsPerChunk;
                     int rows = (int)Math.Min(rowsPerChunk, windowStart + windowRows - first);
                     var dst = window.AsSpan(checked((int)((first - windowStart) * rowBytes)), rows * rowBytes);
-                    sums[c] = QuantizeChunk(source, quantizer, context, first, rows, dst);
+                    sums[c] = QuantizeChunk(source, quantizer, context, first, rows, dst, scaling);
                 });
                 foreach (var (e, s) in sums) { errorSquares += e; signalSquares += s; }
                 output.Write(window, 0, checked((int)(windowRows * rowBytes)));
@@ -195,7 +212,7 @@ public static class ModelQuantizer
     }
 
     private static (double Error, double Signal) QuantizeChunk(Tensor source, ITensorQuantizer quantizer,
-        TensorQuantizationContext context, long firstRow, int rows, Span<byte> dst)
+        TensorQuantizationContext context, long firstRow, int rows, Span<byte> dst, TensorScaling? scaling)
     {
         int n = context.RowLength;
         int rowBytes = dst.Length / rows;
@@ -204,7 +221,11 @@ public static class ModelQuantizer
         try
         {
             var x = values.AsSpan(0, rows * n);
-            for (int r = 0; r < rows; r++) RowConvert.Row(source, firstRow + r, x.Slice(r * n, n));
+            for (int r = 0; r < rows; r++)
+            {
+                RowConvert.Row(source, firstRow + r, x.Slice(r * n, n));
+                scaling?.Apply(x.Slice(r * n, n), firstRow + r);
+            }
             quantizer.QuantizeRows(context, firstRow, x, dst);
 
             // Measured against what a reader will decode, so the report covers scale rounding to f16 too.

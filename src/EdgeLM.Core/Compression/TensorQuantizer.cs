@@ -49,16 +49,29 @@ public sealed class RtnQuantizer : ITensorQuantizer
 
 public static class TensorQuantizers
 {
-    public static IReadOnlyList<string> Methods { get; } = ["rtn"];
+    public static IReadOnlyList<string> Methods { get; } = ["rtn", "mse", "gptq", "awq", "autoround"];
 
-    private static readonly string[] Planned = ["mse", "gptq", "awq", "autoround"];
+    /// <summary>Methods that cannot work without calibration activations (--calib).</summary>
+    public static bool NeedsCalibration(string method) => method.Trim().ToLowerInvariant() is "gptq" or "awq" or "autoround";
 
-    public static ITensorQuantizer Create(string method)
+    /// <summary>
+    /// The quantizer behind --method. gptq and autoround need <paramref name="calibration"/>; awq's quantizer is rtn on
+    /// weights that <see cref="Compression.Methods.AwqQuantizer.Plan"/> rescaled (pass its result as QuantizeOptions.Scalings).
+    /// </summary>
+    public static ITensorQuantizer Create(string method, Compression.Methods.CalibrationSet? calibration = null, bool actOrder = false, int autoRoundSteps = 200)
     {
         ArgumentNullException.ThrowIfNull(method);
         string key = method.Trim().ToLowerInvariant();
-        if (key == "rtn") return RtnQuantizer.Instance;
-        if (Planned.Contains(key)) throw new NotSupportedException($"quantization method '{method}' is not implemented yet (available: {string.Join(", ", Methods)})");
-        throw new ArgumentException($"unknown quantization method '{method}' (available: {string.Join(", ", Methods)})");
+        if (!Methods.Contains(key)) throw new ArgumentException($"unknown quantization method '{method}' (available: {string.Join(", ", Methods)})");
+        if (NeedsCalibration(key) && calibration == null)
+            throw new ArgumentException($"quantization method '{key}' needs calibration data (--calib FILE.txt)");
+        return key switch
+        {
+            "rtn" => RtnQuantizer.Instance,
+            "mse" => Compression.Methods.MseQuantizer.Instance,
+            "gptq" => new Compression.Methods.GptqQuantizer(calibration!, actOrder),
+            "awq" => Compression.Methods.AwqQuantizer.Instance,
+            _ => new Compression.Methods.AutoRoundQuantizer(calibration!, autoRoundSteps),
+        };
     }
 }

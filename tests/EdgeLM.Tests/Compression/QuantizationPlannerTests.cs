@@ -190,10 +190,11 @@ public class QuantizeOptionParsingTests
     }
 
     [Fact]
-    public void UnknownAndUnimplementedMethodsAreRejected()
+    public void UnknownMethodsAndMissingCalibrationAreRejected()
     {
         Assert.Equal("rtn", TensorQuantizers.Create("RTN").Name);
-        Assert.Throws<NotSupportedException>(() => TensorQuantizers.Create("gptq"));
+        Assert.Equal("mse", TensorQuantizers.Create("mse").Name);
+        Assert.Contains("--calib", Assert.Throws<ArgumentException>(() => TensorQuantizers.Create("gptq")).Message);
         Assert.Throws<ArgumentException>(() => TensorQuantizers.Create("magic"));
     }
 }
