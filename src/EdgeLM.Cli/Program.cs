@@ -8,7 +8,7 @@ public static class Program
     [
         new DemoCommand(), new RunCommand(), new ChatCommand(), new TokenizeCommand(), new LogitsCommand(),
         new InfoCommand(), new SynthCommand(), new QuantizeCommand(), new BenchCommand(),
-        new EvalCommand(), new PerplexityCommand(), new ScoreCommand(),
+        new EvalCommand(), new PerplexityCommand(), new ScoreCommand(), new ServeCommand(), new PullCommand(),
     ];
 
     public static int Main(string[] args)
