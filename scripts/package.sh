@@ -70,7 +70,10 @@ if [ $ok = 1 ]; then
     -d '{"model":"tiny","messages":[{"role":"user","content":"hi"}],"max_tokens":5,"seed":1}') || ok=0
   case "$reply" in *'"usage"'*) echo "$native: serve answered a chat completion";; *) ok=0;; esac
 fi
-kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+kill "$pid" 2>/dev/null
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; ok=0; echo "serve did not stop on SIGTERM"; fi
+wait "$pid" 2>/dev/null
 [ $ok = 1 ] || { cat "$work/serve.log"; fail "$native serve"; }
 
 echo "package: PASS"

@@ -45,7 +45,8 @@ internal sealed class ServeCommand : Command
         var s = server.Scheduler;
         Console.Error.WriteLine($"edgelm serve: {server.ModelId} on {server.BaseAddress} | {s.Parallel} parallel sequences x {s.ContextLength} tokens, " +
             $"{s.ThreadCount} threads, batching: {s.BatchingMode}{(options.ApiKey != null ? ", API key required" : "")}");
-        try { await Task.Delay(Timeout.Infinite, cancel); }
+        // Ends on Ctrl+C (cancel) or SIGTERM (the host's console lifetime stops the application).
+        try { await server.WaitForShutdownAsync(cancel); }
         catch (OperationCanceledException) { }
         Console.Error.WriteLine("edgelm serve: stopping");
         return 0;
