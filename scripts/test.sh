@@ -16,7 +16,13 @@ for isa in "DOTNET_EnableAVX512F=0" "DOTNET_EnableAVX2=0"; do
   echo "== kernel tests with $isa =="
   env "$isa" dotnet test EdgeLM.slnx -c Release --no-build --nologo --filter "Category=Kernels" 2>&1 | tee -a "$log"
 done
+# Packaging: the .NET tool and the NativeAOT binary each run a tiny model (a minute or two); counted as one test.
+echo "== packaging (dotnet tool + NativeAOT) =="
+package_failed=0
+bash scripts/package.sh || package_failed=1
 # One closing line over all runs, in the plain form CI tools read.
 passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
 failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+if [ "$package_failed" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "tests: $passed passed, $failed failed"
+[ "$package_failed" = 0 ]

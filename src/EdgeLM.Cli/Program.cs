@@ -9,7 +9,7 @@ public static class Program
         new DemoCommand(), new RunCommand(), new ChatCommand(), new TokenizeCommand(), new LogitsCommand(),
         new InfoCommand(), new SynthCommand(), new QuantizeCommand(), new ImatrixCommand(), new PruneCommand(),
         new MergeLoraCommand(), new CompareCommand(), new BenchCommand(), new EvalCommand(), new PerplexityCommand(),
-        new ScoreCommand(), new PipelineCommand(),
+        new ScoreCommand(), new PipelineCommand(), new ServeCommand(), new PullCommand(),
     ];
 
     public static int Main(string[] args)

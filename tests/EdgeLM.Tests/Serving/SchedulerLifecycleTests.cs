@@ -1,0 +1,87 @@
+using System.Net.Http.Json;
+using EdgeLM.Serving;
+
+namespace EdgeLM.Tests.Serving;
+
+public class SchedulerLifecycleTests(ServingFixture fx) : IClassFixture<ServingFixture>
+{
+    [Fact]
+    public async Task ClientThatDisconnectsCancelsItsSequenceAndFreesTheSlot()
+    {
+        // A seed whose answer does not end at once, so the sequence is still running when the client leaves.
+        var options = new EdgeLM.Inference.GenerationOptions { MaxNewTokens = 10, Sampling = new() { Temperature = 1f, Seed = 0 } };
+        ulong seed = Enumerable.Range(1, 200).Select(i => (ulong)i).First(s =>
+            fx.Generate(fx.ChatPrompt(new EdgeLM.Tokenization.ChatMessage("user", "go on forever")), options with { Sampling = options.Sampling with { Seed = s } }).Result.GeneratedTokens == 10);
+        var gate = new GatedStepper();
+        await using var server = await fx.StartAsync(new ServerOptions { Port = 0, Parallel = 2, ContextLength = ServingFixture.Context, Threads = 1, Stepper = gate, ModelId = "tiny-serve" });
+        using var http = new HttpClient { BaseAddress = server.BaseAddress };
+        var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "tiny-serve", messages = new[] { new { role = "user", content = "go on forever" } }, stream = true, max_tokens = 10, temperature = 1, seed = seed }),
+        };
+        var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        var stream = await response.Content.ReadAsStreamAsync();
+        var first = new byte[6];
+        await stream.ReadExactlyAsync(first); // "data: " of the role chunk
+        await Poll.UntilAsync(() => server.Scheduler.ActiveCount == 1, "the sequence is active");
+
+        stream.Dispose();
+        response.Dispose();
+        http.CancelPendingRequests();
+        await Poll.UntilAsync(() => server.Metrics.RequestCount("/v1/chat/completions", 200) == 1, "the server sees the disconnect");
+        gate.Open();
+        await Poll.UntilAsync(() => server.Scheduler.ActiveCount == 0, "the cancelled sequence leaves");
+        Assert.Equal(1, server.Scheduler.CancelledTotal);
+        Assert.True(server.Scheduler.GeneratedTokensTotal < 10, "it stopped before its budget");
+
+        using var after = await http.PostAsJsonAsync("/v1/completions", new { model = "tiny-serve", prompt = "next", max_tokens = 3 });
+        Assert.Equal(System.Net.HttpStatusCode.OK, after.StatusCode);
+        Assert.True(server.Scheduler.SessionCount <= 2, "sessions are reused");
+    }
+
+    [Fact]
+    public async Task HundredsOfShortAndCancelledRequestsKeepMemoryBounded()
+    {
+        await using var server = await fx.StartAsync(new ServerOptions { Port = 0, Parallel = 2, ContextLength = ServingFixture.Context, Threads = 1, ModelId = "tiny-serve" });
+        using var http = new HttpClient { BaseAddress = server.BaseAddress };
+
+        async Task Round(int i)
+        {
+            if (i % 2 == 0)
+            {
+                using var r = await http.PostAsJsonAsync("/v1/completions", new { model = "tiny-serve", prompt = $"p{i}", max_tokens = 3, seed = i });
+                Assert.Equal(System.Net.HttpStatusCode.OK, r.StatusCode);
+                return;
+            }
+            using var cancel = new CancellationTokenSource();
+            var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+            {
+                Content = JsonContent.Create(new { model = "tiny-serve", messages = new[] { new { role = "user", content = $"c{i}" } }, stream = true, max_tokens = 40, seed = i }),
+            };
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel.Token);
+            Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+            using var stream = await response.Content.ReadAsStreamAsync(cancel.Token);
+            await stream.ReadExactlyAsync(new byte[6], cancel.Token);
+            cancel.Cancel(); // abandon mid-stream
+        }
+
+        for (int i = 0; i < 20; i++) await Round(i);
+        await Poll.UntilAsync(() => server.Scheduler.ActiveCount == 0, "warm-up sequences leave");
+        long baseline = GcMemory();
+        for (int i = 20; i < 220; i++) await Round(i);
+        await Poll.UntilAsync(() => server.Scheduler.ActiveCount == 0 && server.Scheduler.QueueLength == 0, "every sequence leaves");
+        long after = GcMemory();
+
+        Assert.True(after - baseline < 16 << 20, $"managed memory grew by {(after - baseline) >> 10} KiB over 200 requests");
+        Assert.True(server.Scheduler.SessionCount <= 2, $"{server.Scheduler.SessionCount} sessions for 2 slots: sessions are reused");
+    }
+
+    private static long GcMemory()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return GC.GetTotalMemory(forceFullCollection: true);
+    }
+}
