@@ -39,6 +39,10 @@ public sealed class WorkerPool : IDisposable
 
     internal MatMul.Job MatMulJob { get; } = new();
 
+    /// <summary>When set, <see cref="WaitTicks"/> accumulates the caller's time at the barrier (session profiling).</summary>
+    internal bool Profiling;
+    internal long WaitTicks;
+
     public WorkerPool(int threadCount = 0)
     {
         if (threadCount == 0) threadCount = Environment.ProcessorCount;
@@ -77,12 +81,14 @@ public sealed class WorkerPool : IDisposable
 
         RunChunks(0);
 
+        long waitStart = Profiling ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         var spinner = new SpinWait();
         while (Volatile.Read(ref _pending) != 0)
         {
             if (spinner.Count < SpinIterations) spinner.SpinOnce(sleep1Threshold: -1);
             else { _done.Wait(); break; }
         }
+        if (Profiling) WaitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - waitStart;
         // Every worker has finished this generation, so none can miss the next Set.
         _wake.Reset();
         _job = null;
