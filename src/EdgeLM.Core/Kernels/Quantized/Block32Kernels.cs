@@ -360,9 +360,10 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
     {
         int blocks = k / BlockSize;
         int r = 0;
-        if (cols < 4)
+        if (cols < 4 && TFormat.UnsignedOffset >= 0)
         {
-            // Decode: two weight rows per pass share each activation block's load and scale.
+            // Decode: two weight rows per pass share each activation block's load, scale and offset sums. Not for
+            // Q8_0: there it shares little, and two interleaved 952-byte row streams measured 35% slower from DRAM.
             for (; r + 2 <= rows; r += 2)
             {
                 byte* wr = w + r * wStride;
