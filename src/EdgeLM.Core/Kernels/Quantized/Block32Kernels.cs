@@ -353,8 +353,9 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
                 y[c * yStride + r] = DotScalar(w + r * wStride, x + c * xStride, k);
     }
 
-    // The AVX2 paths keep two float accumulators per output (even and odd blocks, added at the end): one FMA chain
-    // per output would cap decode at one block per FMA latency (4 cycles). Row1, Row2 and Row4 use the same order.
+    // Every AVX2 path accumulates an output's blocks in order into one 8-lane float accumulator, so Row1, Row2 and
+    // Row4 give the same bits. (Even/odd accumulators per output were tried: Row4 then needs 8 accumulators,
+    // spilled, and prefill lost 20%; Row2 already has two independent chains.)
     internal static void TileAvx2<TMul>(byte* w, long wStride, int rows, byte* x, long xStride, int cols, int k, float* y, long yStride)
         where TMul : IMul256
     {
@@ -401,52 +402,45 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Mins(byte* wb, byte* xb) => Block32Bits.Half(wb + 2) * Block32Bits.Half(xb + 2);
 
-    // Blocks alternate between two accumulators by swapping them each block (register renames, no extra code); the
-    // final even + odd is the same in either order, so every path below gives the same bits.
     private static float Row1Avx2<TMul>(byte* w, byte* x, int blocks) where TMul : IMul256
     {
-        Vector256<float> acc = default, other = default;
+        Vector256<float> acc = default;
         float mins = 0;
         byte* wb = w, xb = x;
         for (int b = 0; b < blocks; b++, wb += TFormat.BlockBytes, xb += ActivationBytes)
         {
-            var next = Step<TMul>(wb, xb, acc);
-            acc = other;
-            other = next;
+            acc = Step<TMul>(wb, xb, acc);
             if (TFormat.HasMin) mins += Mins(wb, xb);
         }
-        return Vector256.Sum(acc + other) + mins;
+        return Vector256.Sum(acc) + mins;
     }
 
     /// <summary>Rows r and r+1 against one activation row: y[0], y[1]; bitwise equal to two Row1 calls.</summary>
     private static void Row2Avx2<TMul>(byte* w, long wStride, byte* x, int blocks, float* y) where TMul : IMul256
     {
-        Vector256<float> acc0 = default, other0 = default, acc1 = default, other1 = default;
+        Vector256<float> acc0 = default, acc1 = default;
         float mins0 = 0, mins1 = 0;
         byte* wb = w, xb = x;
         for (int b = 0; b < blocks; b++, wb += TFormat.BlockBytes, xb += ActivationBytes)
         {
             var xq = ActivationLevels256(xb);
             float xd = Block32Bits.Half(xb);
-            Vector256<float> next0, next1;
             if (TFormat.UnsignedOffset >= 0)
             {
                 // Offset * (sum of x in each lane's 4 elements), as the same lane layout the dot produces.
                 var offsetSums = TFormat.UnsignedOffset == 0 ? default : TMul.Dot(Vector256.Create((byte)TFormat.UnsignedOffset), xq);
-                next0 = StepUnsigned<TMul>(wb, xq, offsetSums, xd, acc0);
-                next1 = StepUnsigned<TMul>(wb + wStride, xq, offsetSums, xd, acc1);
+                acc0 = StepUnsigned<TMul>(wb, xq, offsetSums, xd, acc0);
+                acc1 = StepUnsigned<TMul>(wb + wStride, xq, offsetSums, xd, acc1);
             }
             else
             {
-                next0 = Step2<TMul>(wb, xq, xd, acc0);
-                next1 = Step2<TMul>(wb + wStride, xq, xd, acc1);
+                acc0 = Step2<TMul>(wb, xq, xd, acc0);
+                acc1 = Step2<TMul>(wb + wStride, xq, xd, acc1);
             }
-            acc0 = other0; other0 = next0;
-            acc1 = other1; other1 = next1;
             if (TFormat.HasMin) { mins0 += Mins(wb, xb); mins1 += Mins(wb + wStride, xb); }
         }
-        y[0] = Vector256.Sum(acc0 + other0) + mins0;
-        y[1] = Vector256.Sum(acc1 + other1) + mins1;
+        y[0] = Vector256.Sum(acc0) + mins0;
+        y[1] = Vector256.Sum(acc1) + mins1;
     }
 
     /// <summary>The integer dot is the same exact integer as the signed path's: sum(u x) - Offset sum(x).</summary>
@@ -471,7 +465,6 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
     private static void Row4Avx2<TMul>(byte* w, byte* x, long xStride, int blocks, float* y, long yStride) where TMul : IMul256
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-        Vector256<float> other0 = default, other1 = default, other2 = default, other3 = default;
         float mins0 = 0, mins1 = 0, mins2 = 0, mins3 = 0;
         byte* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
         byte* wb = w;
@@ -481,14 +474,10 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
             var levels = TFormat.Levels256(wb);
             var magnitude = Magnitude(levels);
             float wd = Block32Bits.Half(wb);
-            var next0 = Column<TMul>(magnitude, levels, wd, x0 + xo, acc0);
-            var next1 = Column<TMul>(magnitude, levels, wd, x1 + xo, acc1);
-            var next2 = Column<TMul>(magnitude, levels, wd, x2 + xo, acc2);
-            var next3 = Column<TMul>(magnitude, levels, wd, x3 + xo, acc3);
-            acc0 = other0; other0 = next0;
-            acc1 = other1; other1 = next1;
-            acc2 = other2; other2 = next2;
-            acc3 = other3; other3 = next3;
+            acc0 = Column<TMul>(magnitude, levels, wd, x0 + xo, acc0);
+            acc1 = Column<TMul>(magnitude, levels, wd, x1 + xo, acc1);
+            acc2 = Column<TMul>(magnitude, levels, wd, x2 + xo, acc2);
+            acc3 = Column<TMul>(magnitude, levels, wd, x3 + xo, acc3);
             if (TFormat.HasMin)
             {
                 mins0 += Mins(wb, x0 + xo);
@@ -497,10 +486,10 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
                 mins3 += Mins(wb, x3 + xo);
             }
         }
-        y[0] = Vector256.Sum(acc0 + other0) + mins0;
-        y[yStride] = Vector256.Sum(acc1 + other1) + mins1;
-        y[2 * yStride] = Vector256.Sum(acc2 + other2) + mins2;
-        y[3 * yStride] = Vector256.Sum(acc3 + other3) + mins3;
+        y[0] = Vector256.Sum(acc0) + mins0;
+        y[yStride] = Vector256.Sum(acc1) + mins1;
+        y[2 * yStride] = Vector256.Sum(acc2) + mins2;
+        y[3 * yStride] = Vector256.Sum(acc3) + mins3;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
