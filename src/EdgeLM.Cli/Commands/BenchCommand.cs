@@ -12,7 +12,7 @@ internal sealed class BenchCommand : Command
 {
     public override string Name => "bench";
     public override string Summary => "measure prompt and generation speed like llama-bench (pp N / tg N, tokens/s)";
-    public override string Usage => "edgelm bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json FILE] [--csv FILE] [--kv f32|f16]\n"
+    public override string Usage => "edgelm bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json FILE] [--csv FILE] [--kv f32|f16] [--profile]\n"
         + "       edgelm bench --scenario optimum -m MODEL [--batch-size 1] [--sequence-length 256] [--new-tokens 100] [--iterations 10] [--duration 10] [--json FILE]";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
@@ -33,6 +33,7 @@ internal sealed class BenchCommand : Command
         new("--iterations", null, "N", "optimum: minimum timed runs of each session", "10"),
         new("--duration", null, "SECONDS", "optimum: minimum time of each session", "10"),
         new("--warmup-runs", null, "N", "optimum: two-token generates after the first generate", "10"),
+        new("--profile", null, null, "print where the time goes (per part of the forward pass) after each test, on standard error"),
     ];
 
     public override int Run(ParsedArgs a, CancellationToken cancel)
@@ -63,10 +64,12 @@ internal sealed class BenchCommand : Command
         var results = new List<BenchResult>();
         foreach (var test in tests)
         {
-            var result = BenchRunner.Run(model, test, settings.Options, cancel);
+            var profile = settings.Profile ? new SessionProfile() : null;
+            var result = BenchRunner.Run(model, test, settings.Options with { Profile = profile }, cancel);
             results.Add(result);
             stdout.WriteLine(BenchReport.MarkdownRow(info, result, showKv));
             stdout.Flush();
+            if (profile is not null) Console.Error.Write($"{test.Name} t={test.Threads} {profile}");
         }
         var (version, commit) = BenchReport.EngineVersion();
         stdout.WriteLine();
@@ -137,7 +140,7 @@ internal sealed class BenchCommand : Command
     };
 
     internal sealed record Settings(IReadOnlyList<int> PromptSizes, IReadOnlyList<int> GenSizes, IReadOnlyList<int> Threads,
-        BenchOptions Options, string? JsonPath, string? CsvPath);
+        BenchOptions Options, string? JsonPath, string? CsvPath, bool Profile = false);
 
     /// <summary>Everything but the model, validated before the (slow) model load so a typo fails at once.</summary>
     internal static Settings ParseSettings(ParsedArgs a)
@@ -159,7 +162,7 @@ internal sealed class BenchCommand : Command
             Seed = a.ULong("--seed") ?? 1234,
         };
         if (prompts.All(p => p == 0) && gens.All(g => g == 0)) throw new UsageException("nothing to run: every -p and -n size is 0");
-        return new Settings(prompts, gens, threads, options, a.Get("--json"), a.Get("--csv"));
+        return new Settings(prompts, gens, threads, options, a.Get("--json"), a.Get("--csv"), a.Flag("--profile"));
     }
 
     /// <summary>

@@ -13,6 +13,8 @@ public sealed record BenchOptions
     public ulong Seed { get; init; } = 1234;
     /// <summary>One untimed run before the repetitions (llama-bench: the whole prompt for pp, one token for tg).</summary>
     public bool Warmup { get; init; } = true;
+    /// <summary>When set, the timed repetitions (not the warm-up) are timed per part into this profile.</summary>
+    public SessionProfile? Profile { get; init; }
 
     public void Validate()
     {
@@ -58,6 +60,7 @@ public static class BenchRunner
             if (test.GenTokens > 0) session.Forward(generated.AsSpan(0, 1));
         }
 
+        session.Profile = options.Profile;
         var samples = new long[options.Repetitions];
         for (int rep = 0; rep < samples.Length; rep++)
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using EdgeLM.Kernels;
 using EdgeLM.Models;
 using EdgeLM.Tensors;
@@ -44,6 +45,9 @@ public sealed unsafe class InferenceSession : IDisposable
 
     /// <summary>Optional calibration hook; null (the default) costs one branch per site.</summary>
     public IActivationObserver? Observer { get; set; }
+
+    /// <summary>Optional per-part timing of every forward call; null (the default) costs one branch per part.</summary>
+    public SessionProfile? Profile { get; set; }
 
     /// <param name="contextLength">0: min(config.ContextLength, 4096).</param>
     /// <param name="threads">0: Environment.ProcessorCount.</param>
@@ -156,15 +160,20 @@ public sealed unsafe class InferenceSession : IDisposable
     public ReadOnlySpan<float> Forward(ReadOnlySpan<int> tokens)
     {
         CheckTokens(tokens);
+        long begin = StartProfile();
         int lastChunkRows = 0;
         for (int done = 0; done < tokens.Length; done += lastChunkRows)
         {
             lastChunkRows = Math.Min(BatchSize, tokens.Length - done);
             RunChunk(tokens.Slice(done, lastChunkRows));
         }
+        long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
         float* last = _x + (long)(lastChunkRows - 1) * _hidden;
         fixed (float* norm = _outputNorm) RmsNorm.Apply(last, norm, _xb, _hidden, _eps);
+        Lap(ref mark, ProfilePart.OutputNorm);
         MatMul.Compute(_weights.Output, new ReadOnlySpan<float>(_xb, _hidden), _logits, 1, _pool);
+        Lap(ref mark, ProfilePart.OutputHead);
+        EndProfile(begin, tokens.Length);
         return _logits;
     }
 
@@ -174,15 +183,47 @@ public sealed unsafe class InferenceSession : IDisposable
         if ((long)logits.Length < (long)tokens.Length * _vocab)
             throw new ArgumentException($"logits buffer of {logits.Length} floats, {(long)tokens.Length * _vocab} needed for {tokens.Length} tokens x {_vocab}");
         CheckTokens(tokens);
+        long begin = StartProfile();
         for (int done = 0; done < tokens.Length;)
         {
             int n = Math.Min(BatchSize, tokens.Length - done);
             RunChunk(tokens.Slice(done, n));
+            long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
             fixed (float* norm = _outputNorm)
                 for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * _hidden, norm, _xb + (long)i * _hidden, _hidden, _eps);
+            Lap(ref mark, ProfilePart.OutputNorm);
             MatMul.Compute(_weights.Output, new ReadOnlySpan<float>(_xb, n * _hidden), logits.Slice(done * _vocab, n * _vocab), n, _pool);
+            Lap(ref mark, ProfilePart.OutputHead);
             done += n;
         }
+        EndProfile(begin, tokens.Length);
+    }
+
+    private long StartProfile()
+    {
+        if (Profile is null) return 0;
+        _pool.Profiling = true;
+        _pool.WaitTicks = 0;
+        _pool.MatMulJob.QuantizeTicks = 0;
+        return Stopwatch.GetTimestamp();
+    }
+
+    private void EndProfile(long begin, int tokens)
+    {
+        if (Profile is not { } profile) return;
+        profile.AddForward(tokens, Stopwatch.GetTimestamp() - begin);
+        profile.Add(ProfilePart.PoolWait, _pool.WaitTicks);
+        profile.Add(ProfilePart.QuantizeInput, _pool.MatMulJob.QuantizeTicks);
+        _pool.Profiling = false;
+    }
+
+    /// <summary>Charges the time since <paramref name="mark"/> to <paramref name="part"/> and restarts the mark.</summary>
+    private void Lap(ref long mark, ProfilePart part)
+    {
+        if (Profile is not { } profile) return;
+        long now = Stopwatch.GetTimestamp();
+        profile.Add(part, now - mark);
+        mark = now;
     }
 
     private void CheckTokens(ReadOnlySpan<int> tokens)
@@ -204,8 +245,10 @@ public sealed unsafe class InferenceSession : IDisposable
         int d = _hidden, heads = _config.HeadCount, kvHeads = _config.KvHeadCount;
         var embedding = _weights.TokenEmbedding;
         long embeddingStride = embedding.RowStride;
+        long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
         for (int i = 0; i < n; i++)
             RowConvert.RowUnchecked(embedding.Type, embedding.Data + tokens[i] * embeddingStride, embeddingStride, _x + (long)i * d, d);
+        Lap(ref mark, ProfilePart.Embedding);
 
         for (int l = 0; l < _config.LayerCount; l++)
         {
@@ -214,7 +257,9 @@ public sealed unsafe class InferenceSession : IDisposable
             fixed (float* norm = _attnNorm[l])
                 for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
             Observe(l, ActivationSite.AttentionInput, _xb, n, d);
+            Lap(ref mark, ProfilePart.AttentionNorm);
             MatMul.ComputeFused(_pool, _xb, n, lw.Wq, _q, lw.Wk, _k, lw.Wv, _v);
+            Lap(ref mark, ProfilePart.QkvMatMul);
             AddBias(_q, _bq[l], n, _qDim);
             AddBias(_k, _bk[l], n, _kvDim);
             AddBias(_v, _bv[l], n, _kvDim);
@@ -226,22 +271,29 @@ public sealed unsafe class InferenceSession : IDisposable
                 _rope.Apply(_k + (long)i * _kvDim, kvHeads, start + i);
                 _cache.Store(l, start + i, _k + (long)i * _kvDim, _v + (long)i * _kvDim);
             }
+            Lap(ref mark, ProfilePart.RopeAndCache);
 
             _attention.Setup(l, start, n, _q, _attnOut);
             _pool.Run(_attention, n * heads, _pool.GrainFor(n * heads));
+            Lap(ref mark, ProfilePart.Attention);
 
             Observe(l, ActivationSite.AttentionOutput, _attnOut, n, _qDim);
             MatMul.Compute(lw.Wo, new ReadOnlySpan<float>(_attnOut, n * _qDim), new Span<float>(_xb, n * d), n, _pool);
             Elementwise.Add(_x, _xb, n * d);
+            Lap(ref mark, ProfilePart.AttentionOutput);
 
             fixed (float* norm = _ffnNorm[l])
                 for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
             Observe(l, ActivationSite.FfnInput, _xb, n, d);
+            Lap(ref mark, ProfilePart.FfnNorm);
             MatMul.ComputeFused(_pool, _xb, n, lw.Gate, _gate, lw.Up, _up);
+            Lap(ref mark, ProfilePart.GateUpMatMul);
             SwiGlu.Apply(_gate, _up, n * _ff);
+            Lap(ref mark, ProfilePart.SwiGlu);
             Observe(l, ActivationSite.FfnHidden, _gate, n, _ff);
             MatMul.Compute(lw.Down, new ReadOnlySpan<float>(_gate, n * _ff), new Span<float>(_xb, n * d), n, _pool);
             Elementwise.Add(_x, _xb, n * d);
+            Lap(ref mark, ProfilePart.DownMatMul);
             Observe(l, ActivationSite.BlockOutput, _x, n, d);
         }
         Position = start + n;

@@ -108,6 +108,8 @@ public static unsafe class MatMul
         private readonly bool[] _formatUsed = new bool[FormatCount];
         private readonly QuantizeJob _quantizeJob = new();
         private float[][] _scratch = [];
+        /// <summary>Time spent quantizing inputs while the pool is profiling.</summary>
+        internal long QuantizeTicks;
 
         public void Begin(float* x, int n, int inDim)
         {
@@ -131,8 +133,10 @@ public static unsafe class MatMul
         {
             try
             {
+                long start = pool.Profiling ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
                 for (int f = 0; f < FormatCount; f++)
                     if (_formatUsed[f]) QuantizeInput(pool, (ActivationFormat)f);
+                if (pool.Profiling) QuantizeTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
                 int threads = pool.ThreadCount;
                 if (_scratch.Length < threads) Array.Resize(ref _scratch, threads);
                 // Contiguous runs of units per chunk; a few chunks per thread balance cores shared with other work.

@@ -14,30 +14,41 @@ public interface IRangeJob
 }
 
 /// <summary>
-/// A persistent pool: ThreadCount-1 background threads plus the calling thread. Between jobs the threads spin
-/// briefly (decode issues jobs microseconds apart) and then sleep on an event. <see cref="Run"/> allocates nothing:
-/// jobs are caller-owned objects reused across calls. Not reentrant: one <see cref="Run"/> at a time.
+/// A persistent pool: ThreadCount-1 background threads plus the calling thread. Between jobs the threads spin for a
+/// bounded time (decode issues ~100 jobs per token microseconds apart; the spin yields, so it is polite to other
+/// processes) and then sleep on a monitor. <see cref="Run"/> waits for the job's items to be done, not for every
+/// worker to wake: a worker that wakes late (descheduled on a busy machine) finds nothing left and costs the caller
+/// nothing. <see cref="Run"/> allocates nothing: jobs are caller-owned objects reused across calls. Not reentrant:
+/// one <see cref="Run"/> at a time.
 /// </summary>
 public sealed class WorkerPool : IDisposable
 {
-    private const int SpinIterations = 40;
+    // How long a thread polls before sleeping: covers the gaps inside a token and between tokens of a decode loop.
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency / 1000; // 1 ms
 
     private readonly Thread[] _threads;
-    private readonly ManualResetEventSlim _wake = new(false, 0);
+    private readonly object _gate = new();
     private readonly ManualResetEventSlim _done = new(false, 0);
 
     private IRangeJob? _job;
     private int _count;
     private int _grain;
-    private int _next;
-    private int _pending;
+    // Generation in the high 32 bits, next unclaimed item in the low 32: a claim is a compare-exchange that fails
+    // once the caller has moved on, so a worker holding a stale view of the job can never take the next job's items.
+    private long _claim;
+    private int _completed;
     private int _generation;
+    private int _sleeping;
     private volatile bool _stopping;
     private Exception? _error;
 
     public int ThreadCount { get; }
 
     internal MatMul.Job MatMulJob { get; } = new();
+
+    /// <summary>When set, <see cref="WaitTicks"/> accumulates the caller's time at the barrier (session profiling).</summary>
+    internal bool Profiling;
+    internal long WaitTicks;
 
     public WorkerPool(int threadCount = 0)
     {
@@ -68,23 +79,24 @@ public sealed class WorkerPool : IDisposable
         _job = job;
         _count = count;
         _grain = grain;
-        _next = 0;
         _error = null;
-        _pending = _threads.Length;
+        _completed = 0;
         _done.Reset();
-        Interlocked.Increment(ref _generation); // full fence: publishes the fields above before any worker starts
-        _wake.Set();
+        int generation = _generation + 1;
+        Volatile.Write(ref _claim, (long)generation << 32);
+        Interlocked.Exchange(ref _generation, generation); // full fence: publishes the fields above before any worker reads them
+        if (Volatile.Read(ref _sleeping) != 0) lock (_gate) Monitor.PulseAll(_gate);
 
-        RunChunks(0);
+        RunChunks(job, generation, count, grain, 0);
 
+        long waitStart = System.Diagnostics.Stopwatch.GetTimestamp();
         var spinner = new SpinWait();
-        while (Volatile.Read(ref _pending) != 0)
+        while (Volatile.Read(ref _completed) != count)
         {
-            if (spinner.Count < SpinIterations) spinner.SpinOnce(sleep1Threshold: -1);
+            if (System.Diagnostics.Stopwatch.GetTimestamp() - waitStart < SpinTicks) spinner.SpinOnce(sleep1Threshold: -1);
             else { _done.Wait(); break; }
         }
-        // Every worker has finished this generation, so none can miss the next Set.
-        _wake.Reset();
+        if (Profiling) WaitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - waitStart;
         _job = null;
         if (_error is { } error) ExceptionDispatchInfo.Throw(error);
     }
@@ -92,24 +104,46 @@ public sealed class WorkerPool : IDisposable
     /// <summary>A chunk size giving each thread several chunks (load balance when cores are shared).</summary>
     public int GrainFor(int count, int chunksPerThread = 4) => Math.Max(1, count / (ThreadCount * chunksPerThread));
 
-    private void RunChunks(int worker)
+    private void RunChunks(IRangeJob job, int generation, int count, int grain, int worker)
     {
-        var job = _job!;
-        int count = _count, grain = _grain;
-        try
+        while (true)
         {
-            while (true)
+            long claim = Volatile.Read(ref _claim);
+            int begin = (int)claim;
+            if ((int)(claim >> 32) != generation || begin >= count) return;
+            int end = Math.Min(count, begin + grain);
+            if (Interlocked.CompareExchange(ref _claim, claim + (end - begin), claim) != claim) continue;
+            try
             {
-                int begin = Interlocked.Add(ref _next, grain) - grain;
-                if (begin >= count) break;
-                job.Execute(begin, Math.Min(count, begin + grain), worker);
+                job.Execute(begin, end, worker);
+            }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref _error, e, null);
+                Complete(CancelUnclaimed(generation, count));
+            }
+            finally
+            {
+                Complete(end - begin);
             }
         }
-        catch (Exception e)
+    }
+
+    /// <summary>Stops further claims after an error; returns how many items were never claimed (now counted as done).</summary>
+    private int CancelUnclaimed(int generation, int count)
+    {
+        while (true)
         {
-            Interlocked.CompareExchange(ref _error, e, null);
-            Volatile.Write(ref _next, count);
+            long claim = Volatile.Read(ref _claim);
+            int next = (int)claim;
+            if ((int)(claim >> 32) != generation || next >= count) return 0;
+            if (Interlocked.CompareExchange(ref _claim, ((long)generation << 32) | (uint)count, claim) == claim) return count - next;
         }
+    }
+
+    private void Complete(int items)
+    {
+        if (items != 0 && Interlocked.Add(ref _completed, items) == _count) _done.Set();
     }
 
     private void WorkerLoop(int worker)
@@ -117,17 +151,30 @@ public sealed class WorkerPool : IDisposable
         int seen = 0;
         while (true)
         {
-            var spinner = new SpinWait();
-            int generation;
-            while ((generation = Volatile.Read(ref _generation)) == seen)
+            int generation = Volatile.Read(ref _generation);
+            if (generation == seen)
             {
-                if (spinner.Count < SpinIterations) spinner.SpinOnce(sleep1Threshold: -1);
-                else _wake.Wait();
+                long spinStart = System.Diagnostics.Stopwatch.GetTimestamp();
+                var spinner = new SpinWait();
+                while ((generation = Volatile.Read(ref _generation)) == seen
+                    && System.Diagnostics.Stopwatch.GetTimestamp() - spinStart < SpinTicks)
+                    spinner.SpinOnce(sleep1Threshold: -1);
+                if (generation == seen)
+                {
+                    lock (_gate)
+                    {
+                        Interlocked.Increment(ref _sleeping); // full fence before re-reading the generation
+                        while ((generation = Volatile.Read(ref _generation)) == seen) Monitor.Wait(_gate);
+                        Interlocked.Decrement(ref _sleeping);
+                    }
+                }
             }
             seen = generation;
             if (_stopping) return;
-            RunChunks(worker);
-            if (Interlocked.Decrement(ref _pending) == 0) _done.Set();
+            // The job fields are read after the generation; the claim compare-exchange rejects them if they are stale.
+            var job = _job;
+            int count = _count, grain = _grain;
+            if (job is not null) RunChunks(job, generation, count, grain, worker);
         }
     }
 
@@ -136,10 +183,9 @@ public sealed class WorkerPool : IDisposable
         if (_stopping) return;
         _stopping = true;
         Interlocked.Increment(ref _generation);
-        _wake.Set();
+        lock (_gate) Monitor.PulseAll(_gate);
         foreach (var t in _threads) t.Join();
         MatMulJob.Dispose();
-        _wake.Dispose();
         _done.Dispose();
     }
 }

@@ -186,6 +186,38 @@ public unsafe class QuantizedKernelTests
 
     [Theory]
     [MemberData(nameof(Types))]
+    public void DecodeTilesOfFewColumnsMatchDotScalarAndSingleOutputs(GgmlType type)
+    {
+        // Fewer than four activation columns take the decode path (two weight rows per pass, odd row alone).
+        var kernel = Get(type);
+        foreach (int blocks in new[] { 1, 2, 5, 28 })
+        foreach (int cols in new[] { 1, 2, 3 })
+        foreach (bool raw in new[] { false, true })
+        {
+            int k = 32 * blocks, rows = 5;
+            var (w, x) = RandomOperands(kernel, rows, cols, k, blocks * 7 + cols * 3 + (raw ? 1 : 0), raw);
+            long wStride = GgmlTypeInfo.RowBytes(type, k), xStride = ActivationQuantizer.RowBytes(kernel.Activation, k);
+            fixed (byte* pw = w, px = x)
+                foreach (var path in kernel.Paths)
+                {
+                    var actual = new float[rows * cols];
+                    fixed (float* py = actual) path(pw, wStride, rows, px, xStride, cols, k, py, rows);
+                    for (int i = 0; i < actual.Length; i++)
+                    {
+                        byte* wr = pw + (i % rows) * wStride, xc = px + (i / rows) * xStride;
+                        float expected = kernel.DotScalar(wr, xc, k);
+                        Assert.True(Math.Abs(expected - actual[i]) <= 1e-5 * AbsTerms(kernel, wr, xc, k),
+                            $"{type} blocks {blocks} cols {cols} raw {raw} output {i}: {expected} vs {actual[i]}");
+                        float single;
+                        path(wr, wStride, 1, xc, xStride, 1, k, &single, 1);
+                        Assert.Equal(single, actual[i]);
+                    }
+                }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
     public void IntegerBlockSumsAreExactForExtremeLevels(GgmlType type)
     {
         // Unit scales and zero mins make every float operation exact, so any lost or saturated integer shows.

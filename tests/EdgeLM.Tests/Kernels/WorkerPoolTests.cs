@@ -74,3 +74,32 @@ public class WorkerPoolTests
         Assert.All(job.Hits, h => Assert.Equal(2, h));
     }
 }
+
+[Trait("Category", "Kernels")]
+public class WorkerPoolStaleWorkerTests
+{
+    private sealed class TaggedJob(int count) : IRangeJob
+    {
+        public readonly int[] Hits = new int[count];
+        public void Execute(int begin, int end, int worker)
+        {
+            for (int i = begin; i < end; i++) Interlocked.Increment(ref Hits[i]);
+        }
+    }
+
+    [Fact]
+    public void BackToBackJobsOfDifferentSizesNeverShareOrLoseItems()
+    {
+        // More threads than cores: workers are often descheduled mid-job and wake after the caller has moved on.
+        using var pool = new WorkerPool(3);
+        var small = new TaggedJob(5);
+        var large = new TaggedJob(300);
+        for (int round = 1; round <= 500; round++)
+        {
+            pool.Run(small, 5, 1);
+            pool.Run(large, 300, 7);
+            Assert.All(small.Hits, h => Assert.Equal(round, h));
+            Assert.All(large.Hits, h => Assert.Equal(round, h));
+        }
+    }
+}

@@ -71,6 +71,14 @@ internal unsafe interface IBlock32Format
     /// <summary>Elements 0..15 and 16..31.</summary>
     static abstract void Levels128(byte* block, out Vector128<sbyte> low, out Vector128<sbyte> high);
     static abstract int Level(byte* block, int j);
+    /// <summary>
+    /// Formats whose levels are (u - Offset) with u in 0..31: the offset, else -1 (Q8_0). Lets decode multiply u
+    /// directly (u is a valid unsigned maddubs operand) and subtract Offset * sum(x) once per activation block,
+    /// instead of taking |level| and moving its sign onto x for every row.
+    /// </summary>
+    static abstract int UnsignedOffset { get; }
+    /// <summary>u for all 32 elements (AVX2 only; only when UnsignedOffset >= 0).</summary>
+    static abstract Vector256<byte> Unsigned256(byte* block);
 }
 
 internal unsafe struct Q8_0Format : IBlock32Format
@@ -86,6 +94,8 @@ internal unsafe struct Q8_0Format : IBlock32Format
         high = Vector128.Load((sbyte*)(block + 18));
     }
     public static int Level(byte* block, int j) => (sbyte)block[2 + j];
+    public static int UnsignedOffset => -1;
+    public static Vector256<byte> Unsigned256(byte* block) => throw new NotSupportedException("Q8_0 levels are signed");
 }
 
 internal unsafe struct Q4_0Format : IBlock32Format
@@ -102,6 +112,9 @@ internal unsafe struct Q4_0Format : IBlock32Format
         high -= Vector128.Create((sbyte)8);
     }
     public static int Level(byte* block, int j) => (j < 16 ? block[2 + j] & 0x0F : block[2 + j - 16] >> 4) - 8;
+    public static int UnsignedOffset => 8;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Unsigned256(byte* block) => Block32Bits.Nibbles256(block + 2).AsByte();
 }
 
 internal unsafe struct Q4_1Format : IBlock32Format
@@ -114,6 +127,9 @@ internal unsafe struct Q4_1Format : IBlock32Format
     public static void Levels128(byte* block, out Vector128<sbyte> low, out Vector128<sbyte> high) =>
         Block32Bits.Nibbles128(block + 4, out low, out high);
     public static int Level(byte* block, int j) => j < 16 ? block[4 + j] & 0x0F : block[4 + j - 16] >> 4;
+    public static int UnsignedOffset => 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Unsigned256(byte* block) => Levels256(block).AsByte();
 }
 
 internal unsafe struct Q5_0Format : IBlock32Format
@@ -141,6 +157,13 @@ internal unsafe struct Q5_0Format : IBlock32Format
         int nibble = j < 16 ? block[6 + j] & 0x0F : block[6 + j - 16] >> 4;
         return (nibble | (int)((qh >> j) & 1) << 4) - 16;
     }
+    public static int UnsignedOffset => 16;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Unsigned256(byte* block)
+    {
+        var set = Block32Bits.BitsToBytes256(*(uint*)(block + 2));
+        return Block32Bits.Nibbles256(block + 6).AsByte() | (set & Vector256.Create((byte)0x10));
+    }
 }
 
 internal unsafe struct Q5_1Format : IBlock32Format
@@ -167,6 +190,9 @@ internal unsafe struct Q5_1Format : IBlock32Format
         int nibble = j < 16 ? block[8 + j] & 0x0F : block[8 + j - 16] >> 4;
         return nibble | (int)((qh >> j) & 1) << 4;
     }
+    public static int UnsignedOffset => 0;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<byte> Unsigned256(byte* block) => Levels256(block).AsByte();
 }
 
 internal static unsafe class Block32Bits
@@ -175,9 +201,10 @@ internal static unsafe class Block32Bits
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<sbyte> Nibbles256(byte* qs)
     {
+        // A 16-bit shift (bytes have no shift instruction) and one 256-bit mask: 4 instructions instead of 7.
         var packed = Vector128.Load(qs);
-        var mask = Vector128.Create((byte)0x0F);
-        return Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed, 4) & mask).AsSByte();
+        var both = Vector256.Create(packed, Sse2.ShiftRightLogical(packed.AsUInt16(), 4).AsByte());
+        return (both & Vector256.Create((byte)0x0F)).AsSByte();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -326,11 +353,25 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
                 y[c * yStride + r] = DotScalar(w + r * wStride, x + c * xStride, k);
     }
 
+    // Every AVX2 path accumulates an output's blocks in order into one 8-lane float accumulator, so Row1, Row2 and
+    // Row4 give the same bits. (Even/odd accumulators per output were tried: Row4 then needs 8 accumulators,
+    // spilled, and prefill lost 20%; Row2 already has two independent chains.)
     internal static void TileAvx2<TMul>(byte* w, long wStride, int rows, byte* x, long xStride, int cols, int k, float* y, long yStride)
         where TMul : IMul256
     {
         int blocks = k / BlockSize;
-        for (int r = 0; r < rows; r++)
+        int r = 0;
+        if (cols < 4 && TFormat.UnsignedOffset >= 0)
+        {
+            // Decode: two weight rows per pass share each activation block's load, scale and offset sums. Not for
+            // Q8_0: there it shares little, and two interleaved 952-byte row streams measured 35% slower from DRAM.
+            for (; r + 2 <= rows; r += 2)
+            {
+                byte* wr = w + r * wStride;
+                for (int c = 0; c < cols; c++) Row2Avx2<TMul>(wr, wStride, x + c * xStride, blocks, y + c * yStride + r);
+            }
+        }
+        for (; r < rows; r++)
         {
             byte* wr = w + r * wStride;
             int c = 0;
@@ -340,54 +381,109 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockDot<TMul>(Vector256<byte> magnitude, Vector256<sbyte> levels, byte* xb) where TMul : IMul256
-    {
-        var xq = Vector256.Load((sbyte*)(xb + ActivationLevels));
-        return TMul.Dot(magnitude, TFormat.HasMin ? xq : Avx2.Sign(xq, levels));
-    }
+    private static Vector256<int> BlockDot<TMul>(Vector256<byte> magnitude, Vector256<sbyte> levels, Vector256<sbyte> xq) where TMul : IMul256 =>
+        TMul.Dot(magnitude, TFormat.HasMin ? xq : Avx2.Sign(xq, levels));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> ActivationLevels256(byte* xb) => Vector256.Load((sbyte*)(xb + ActivationLevels));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Magnitude(Vector256<sbyte> levels) => TFormat.HasMin ? levels.AsByte() : Avx2.Abs(levels);
 
+    /// <summary>acc + d_w * d_x * (integer dot of one weight block with one activation block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step<TMul>(byte* wb, byte* xb, Vector256<float> acc) where TMul : IMul256
+    {
+        var levels = TFormat.Levels256(wb);
+        var isum = BlockDot<TMul>(Magnitude(levels), levels, ActivationLevels256(xb));
+        return Fma.MultiplyAdd(Vector256.Create(Block32Bits.Half(wb) * Block32Bits.Half(xb)), Avx.ConvertToVector256Single(isum), acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Mins(byte* wb, byte* xb) => Block32Bits.Half(wb + 2) * Block32Bits.Half(xb + 2);
+
     private static float Row1Avx2<TMul>(byte* w, byte* x, int blocks) where TMul : IMul256
     {
-        var acc = Vector256<float>.Zero;
+        Vector256<float> acc = default;
         float mins = 0;
-        for (int b = 0; b < blocks; b++)
+        byte* wb = w, xb = x;
+        for (int b = 0; b < blocks; b++, wb += TFormat.BlockBytes, xb += ActivationBytes)
         {
-            byte* wb = w + b * TFormat.BlockBytes, xb = x + b * ActivationBytes;
-            var levels = TFormat.Levels256(wb);
-            var isum = BlockDot<TMul>(Magnitude(levels), levels, xb);
-            float wd = Block32Bits.Half(wb);
-            acc = Fma.MultiplyAdd(Vector256.Create(wd * Block32Bits.Half(xb)), Avx.ConvertToVector256Single(isum), acc);
-            if (TFormat.HasMin) mins += Block32Bits.Half(wb + 2) * Block32Bits.Half(xb + 2);
+            acc = Step<TMul>(wb, xb, acc);
+            if (TFormat.HasMin) mins += Mins(wb, xb);
         }
         return Vector256.Sum(acc) + mins;
     }
 
+    /// <summary>Rows r and r+1 against one activation row: y[0], y[1]; bitwise equal to two Row1 calls.</summary>
+    private static void Row2Avx2<TMul>(byte* w, long wStride, byte* x, int blocks, float* y) where TMul : IMul256
+    {
+        Vector256<float> acc0 = default, acc1 = default;
+        float mins0 = 0, mins1 = 0;
+        byte* wb = w, xb = x;
+        for (int b = 0; b < blocks; b++, wb += TFormat.BlockBytes, xb += ActivationBytes)
+        {
+            var xq = ActivationLevels256(xb);
+            float xd = Block32Bits.Half(xb);
+            if (TFormat.UnsignedOffset >= 0)
+            {
+                // Offset * (sum of x in each lane's 4 elements), as the same lane layout the dot produces.
+                var offsetSums = TFormat.UnsignedOffset == 0 ? default : TMul.Dot(Vector256.Create((byte)TFormat.UnsignedOffset), xq);
+                acc0 = StepUnsigned<TMul>(wb, xq, offsetSums, xd, acc0);
+                acc1 = StepUnsigned<TMul>(wb + wStride, xq, offsetSums, xd, acc1);
+            }
+            else
+            {
+                acc0 = Step2<TMul>(wb, xq, xd, acc0);
+                acc1 = Step2<TMul>(wb + wStride, xq, xd, acc1);
+            }
+            if (TFormat.HasMin) { mins0 += Mins(wb, xb); mins1 += Mins(wb + wStride, xb); }
+        }
+        y[0] = Vector256.Sum(acc0) + mins0;
+        y[1] = Vector256.Sum(acc1) + mins1;
+    }
+
+    /// <summary>The integer dot is the same exact integer as the signed path's: sum(u x) - Offset sum(x).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> StepUnsigned<TMul>(byte* wb, Vector256<sbyte> xq, Vector256<int> offsetSums, float xd, Vector256<float> acc)
+        where TMul : IMul256
+    {
+        var isum = TMul.Dot(TFormat.Unsigned256(wb), xq);
+        if (TFormat.UnsignedOffset != 0) isum -= offsetSums;
+        return Fma.MultiplyAdd(Vector256.Create(Block32Bits.Half(wb) * xd), Avx.ConvertToVector256Single(isum), acc);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step2<TMul>(byte* wb, Vector256<sbyte> xq, float xd, Vector256<float> acc) where TMul : IMul256
+    {
+        var levels = TFormat.Levels256(wb);
+        var isum = BlockDot<TMul>(Magnitude(levels), levels, xq);
+        return Fma.MultiplyAdd(Vector256.Create(Block32Bits.Half(wb) * xd), Avx.ConvertToVector256Single(isum), acc);
+    }
+
+    /// <summary>One weight row against four activation rows (prefill), the weight block decoded once for all four.</summary>
     private static void Row4Avx2<TMul>(byte* w, byte* x, long xStride, int blocks, float* y, long yStride) where TMul : IMul256
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         float mins0 = 0, mins1 = 0, mins2 = 0, mins3 = 0;
         byte* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
-        for (int b = 0; b < blocks; b++)
+        byte* wb = w;
+        int xo = 0;
+        for (int b = 0; b < blocks; b++, wb += TFormat.BlockBytes, xo += ActivationBytes)
         {
-            byte* wb = w + b * TFormat.BlockBytes;
-            int xo = b * ActivationBytes;
             var levels = TFormat.Levels256(wb);
             var magnitude = Magnitude(levels);
             float wd = Block32Bits.Half(wb);
-            acc0 = Fma.MultiplyAdd(Vector256.Create(wd * Block32Bits.Half(x0 + xo)), Avx.ConvertToVector256Single(BlockDot<TMul>(magnitude, levels, x0 + xo)), acc0);
-            acc1 = Fma.MultiplyAdd(Vector256.Create(wd * Block32Bits.Half(x1 + xo)), Avx.ConvertToVector256Single(BlockDot<TMul>(magnitude, levels, x1 + xo)), acc1);
-            acc2 = Fma.MultiplyAdd(Vector256.Create(wd * Block32Bits.Half(x2 + xo)), Avx.ConvertToVector256Single(BlockDot<TMul>(magnitude, levels, x2 + xo)), acc2);
-            acc3 = Fma.MultiplyAdd(Vector256.Create(wd * Block32Bits.Half(x3 + xo)), Avx.ConvertToVector256Single(BlockDot<TMul>(magnitude, levels, x3 + xo)), acc3);
+            acc0 = Column<TMul>(magnitude, levels, wd, x0 + xo, acc0);
+            acc1 = Column<TMul>(magnitude, levels, wd, x1 + xo, acc1);
+            acc2 = Column<TMul>(magnitude, levels, wd, x2 + xo, acc2);
+            acc3 = Column<TMul>(magnitude, levels, wd, x3 + xo, acc3);
             if (TFormat.HasMin)
             {
-                float wm = Block32Bits.Half(wb + 2);
-                mins0 += wm * Block32Bits.Half(x0 + xo + 2);
-                mins1 += wm * Block32Bits.Half(x1 + xo + 2);
-                mins2 += wm * Block32Bits.Half(x2 + xo + 2);
-                mins3 += wm * Block32Bits.Half(x3 + xo + 2);
+                mins0 += Mins(wb, x0 + xo);
+                mins1 += Mins(wb, x1 + xo);
+                mins2 += Mins(wb, x2 + xo);
+                mins3 += Mins(wb, x3 + xo);
             }
         }
         y[0] = Vector256.Sum(acc0) + mins0;
@@ -395,6 +491,11 @@ internal static unsafe class Block32Dot<TFormat> where TFormat : unmanaged, IBlo
         y[2 * yStride] = Vector256.Sum(acc2) + mins2;
         y[3 * yStride] = Vector256.Sum(acc3) + mins3;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Column<TMul>(Vector256<byte> magnitude, Vector256<sbyte> levels, float wd, byte* xb, Vector256<float> acc)
+        where TMul : IMul256 =>
+        Fma.MultiplyAdd(Vector256.Create(wd * Block32Bits.Half(xb)), Avx.ConvertToVector256Single(BlockDot<TMul>(magnitude, levels, ActivationLevels256(xb))), acc);
 
     internal static void Tile128<TDot>(byte* w, long wStride, int rows, byte* x, long xStride, int cols, int k, float* y, long yStride)
         where TDot : IDot128
