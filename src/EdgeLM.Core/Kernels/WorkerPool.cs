@@ -94,7 +94,10 @@ public sealed class WorkerPool : IDisposable
         while (Volatile.Read(ref _completed) != count)
         {
             if (System.Diagnostics.Stopwatch.GetTimestamp() - waitStart < SpinTicks) spinner.SpinOnce(sleep1Threshold: -1);
-            else { _done.Wait(); break; }
+            // The event is only a hint: the last worker of the previous job may Set it after this job's Reset, so
+            // waking up proves nothing and the loop re-reads the count (leaving early let the next matmul reuse
+            // buffers under a still-running worker).
+            else _done.Wait();
         }
         if (Profiling) WaitTicks += System.Diagnostics.Stopwatch.GetTimestamp() - waitStart;
         _job = null;

@@ -103,3 +103,40 @@ public class WorkerPoolStaleWorkerTests
         }
     }
 }
+
+public class WorkerPoolCompletionTests
+{
+    /// <summary>Counts executed items; some items are slow enough that the caller stops spinning and sleeps.</summary>
+    private sealed class CountingJob : EdgeLM.Kernels.IRangeJob
+    {
+        public int Done;
+        public int SlowEvery;
+        public void Execute(int begin, int end, int worker)
+        {
+            for (int i = begin; i < end; i++)
+            {
+                if (SlowEvery > 0 && i % SlowEvery == 0) Thread.Sleep(2); // past the pool's 1 ms spin
+                Interlocked.Increment(ref Done);
+            }
+        }
+    }
+
+    [Fact]
+    [Trait("Category", "Kernels")]
+    public void RunReturnsOnlyAfterEveryItemOfThisJobRan()
+    {
+        // Regression: a late completion signal from the previous job once let Run return while a worker was still
+        // executing the next one (the next matmul then reused its buffers: an access violation).
+        using var pool = new EdgeLM.Kernels.WorkerPool(3);
+        var random = new Random(5);
+        var job = new CountingJob();
+        for (int round = 0; round < 400; round++)
+        {
+            int count = random.Next(2, 40);
+            job.Done = 0;
+            job.SlowEvery = round % 7 == 0 ? random.Next(1, count) : 0;
+            pool.Run(job, count, grain: 1);
+            Assert.Equal(count, Volatile.Read(ref job.Done));
+        }
+    }
+}
