@@ -33,9 +33,18 @@ public sealed class WorkerPool : IDisposable
     private IRangeJob? _job;
     private int _count;
     private int _grain;
-    // Generation in the high 32 bits, next unclaimed item in the low 32: a claim is a compare-exchange that fails
-    // once the caller has moved on, so a worker holding a stale view of the job can never take the next job's items.
+    // One word per job: generation (20 bits) | item count (22 bits) | next unclaimed item (22 bits). A claim is a
+    // compare-exchange on it, and the count it checks against comes from the same word, so a worker holding a stale
+    // view (the generation of one job, the _count of the next) can never claim past its own job's end: it once did,
+    // ran items twice and over-counted completions.
     private long _claim;
+    private const int ItemBits = 22;
+    private const long ItemMask = (1L << ItemBits) - 1;
+    private const long GenerationMask = (1L << (64 - 2 * ItemBits)) - 1;
+    internal const int MaxItems = (int)ItemMask;
+
+    private static long Pack(int generation, int count, int next) =>
+        ((generation & GenerationMask) << (2 * ItemBits)) | ((long)count << ItemBits) | (uint)next;
     private int _completed;
     private int _generation;
     private int _sleeping;
@@ -70,6 +79,7 @@ public sealed class WorkerPool : IDisposable
         ArgumentNullException.ThrowIfNull(job);
         ObjectDisposedException.ThrowIf(_stopping, this);
         if (count <= 0) return;
+        if (count > MaxItems) throw new ArgumentOutOfRangeException(nameof(count), $"a pool job has at most {MaxItems} items, got {count}");
         grain = Math.Max(1, grain);
         if (_threads.Length == 0 || count <= grain)
         {
@@ -83,11 +93,11 @@ public sealed class WorkerPool : IDisposable
         _completed = 0;
         _done.Reset();
         int generation = _generation + 1;
-        Volatile.Write(ref _claim, (long)generation << 32);
+        Volatile.Write(ref _claim, Pack(generation, count, 0));
         Interlocked.Exchange(ref _generation, generation); // full fence: publishes the fields above before any worker reads them
         if (Volatile.Read(ref _sleeping) != 0) lock (_gate) Monitor.PulseAll(_gate);
 
-        RunChunks(job, generation, count, grain, 0);
+        RunChunks(job, generation, grain, 0);
 
         long waitStart = System.Diagnostics.Stopwatch.GetTimestamp();
         var spinner = new SpinWait();
@@ -107,14 +117,15 @@ public sealed class WorkerPool : IDisposable
     /// <summary>A chunk size giving each thread several chunks (load balance when cores are shared).</summary>
     public int GrainFor(int count, int chunksPerThread = 4) => Math.Max(1, count / (ThreadCount * chunksPerThread));
 
-    private void RunChunks(IRangeJob job, int generation, int count, int grain, int worker)
+    private void RunChunks(IRangeJob job, int generation, int grain, int worker)
     {
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
-            int begin = (int)claim;
-            if ((int)(claim >> 32) != generation || begin >= count) return;
-            int end = Math.Min(count, begin + grain);
+            if ((claim >> (2 * ItemBits)) != (generation & GenerationMask)) return;
+            int jobCount = (int)((claim >> ItemBits) & ItemMask), begin = (int)(claim & ItemMask);
+            if (begin >= jobCount) return;
+            int end = Math.Min(jobCount, begin + grain);
             if (Interlocked.CompareExchange(ref _claim, claim + (end - begin), claim) != claim) continue;
             try
             {
@@ -123,7 +134,7 @@ public sealed class WorkerPool : IDisposable
             catch (Exception e)
             {
                 Interlocked.CompareExchange(ref _error, e, null);
-                Complete(CancelUnclaimed(generation, count));
+                Complete(CancelUnclaimed(generation));
             }
             finally
             {
@@ -133,14 +144,15 @@ public sealed class WorkerPool : IDisposable
     }
 
     /// <summary>Stops further claims after an error; returns how many items were never claimed (now counted as done).</summary>
-    private int CancelUnclaimed(int generation, int count)
+    private int CancelUnclaimed(int generation)
     {
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
-            int next = (int)claim;
-            if ((int)(claim >> 32) != generation || next >= count) return 0;
-            if (Interlocked.CompareExchange(ref _claim, ((long)generation << 32) | (uint)count, claim) == claim) return count - next;
+            if ((claim >> (2 * ItemBits)) != (generation & GenerationMask)) return 0;
+            int count = (int)((claim >> ItemBits) & ItemMask), next = (int)(claim & ItemMask);
+            if (next >= count) return 0;
+            if (Interlocked.CompareExchange(ref _claim, Pack(generation, count, count), claim) == claim) return count - next;
         }
     }
 
@@ -174,10 +186,11 @@ public sealed class WorkerPool : IDisposable
             }
             seen = generation;
             if (_stopping) return;
-            // The job fields are read after the generation; the claim compare-exchange rejects them if they are stale.
+            // The job fields are read after the generation and may already belong to a later job: claims check the
+            // generation and the item count held in the claim word itself, so stale fields can never take an item.
             var job = _job;
-            int count = _count, grain = _grain;
-            if (job is not null) RunChunks(job, generation, count, grain, worker);
+            int grain = _grain;
+            if (job is not null) RunChunks(job, generation, grain, worker);
         }
     }
 
