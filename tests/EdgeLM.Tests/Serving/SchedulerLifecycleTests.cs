@@ -3,6 +3,7 @@ using EdgeLM.Serving;
 
 namespace EdgeLM.Tests.Serving;
 
+[Collection(EdgeLM.Tests.Support.SerialCollection.Name)]
 public class SchedulerLifecycleTests(ServingFixture fx) : IClassFixture<ServingFixture>
 {
     [Fact]
