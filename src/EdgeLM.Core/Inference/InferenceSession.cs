@@ -128,6 +128,8 @@ public sealed unsafe class InferenceSession : IDisposable
             _x = Take(sizes[0]); _xb = Take(sizes[1]); _q = Take(sizes[2]); _k = Take(sizes[3]);
             _v = Take(sizes[4]); _attnOut = Take(sizes[5]); _gate = Take(sizes[6]); _up = Take(sizes[7]);
 
+            // Q4_0/Q5_0/Q8_0 matrices into the panel layout of the fast kernels (once per weights; EDGELM_REPACK=0: off).
+            Kernels.Quantized.WeightRepacker.Prepare(weights, pool);
             _cache = new KvCache(layers, contextLength, _kvDim, kvCacheType);
             _attention = new AttentionJob(config, _cache, _pool.ThreadCount);
         }

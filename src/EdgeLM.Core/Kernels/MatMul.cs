@@ -92,6 +92,7 @@ public static unsafe class MatMul
         public int FirstUnit;
         public delegate*<byte*, long, int, byte*, long, int, int, float*, long, void> Tile; // null: float path
         public ActivationFormat Format;
+        public RepackedMatrix? Packed; // non-null: panel kernels (RowsPerUnit is a multiple of the panel height)
     }
 
     /// <summary>The job object, one per pool, so that dispatch allocates nothing in steady state.</summary>
@@ -107,6 +108,9 @@ public static unsafe class MatMul
         private readonly Tensors.NativeBuffer?[] _quantized = new Tensors.NativeBuffer?[FormatCount];
         private readonly bool[] _formatUsed = new bool[FormatCount];
         private readonly QuantizeJob _quantizeJob = new();
+        // Per-block side data of the Q8_0 input for packed weights (RepackKernels.ActivationInfoRow).
+        private Tensors.NativeBuffer? _activationInfo;
+        private bool _infoUsed;
         private float[][] _scratch = [];
         /// <summary>Time spent quantizing inputs while the pool is profiling.</summary>
         internal long QuantizeTicks;
@@ -116,6 +120,7 @@ public static unsafe class MatMul
             _x = x; _n = n; _in = inDim;
             _segmentCount = 0; _units = 0;
             Array.Clear(_formatUsed);
+            _infoUsed = false;
         }
 
         public void Add(Tensor w, float* y, int outDim)
@@ -126,6 +131,8 @@ public static unsafe class MatMul
             s.Tile = KernelTile(w.Type, out s.Format);
             if (s.Tile != null && _in % ActivationQuantizer.BlockSize(s.Format) != 0) s.Tile = null; // cannot happen for valid tensors
             if (s.Tile != null) _formatUsed[(int)s.Format] = true;
+            s.Packed = s.Tile != null ? WeightRepacker.Find(w) : null;
+            if (s.Packed != null) _infoUsed = true;
             _units += (outDim + RowsPerUnit - 1) / RowsPerUnit;
         }
 
@@ -157,6 +164,8 @@ public static unsafe class MatMul
                 _quantized[f]?.Dispose();
                 _quantized[f] = null;
             }
+            _activationInfo?.Dispose();
+            _activationInfo = null;
         }
 
         private void QuantizeInput(WorkerPool pool, ActivationFormat format)
@@ -169,7 +178,18 @@ public static unsafe class MatMul
                 buffer?.Dispose();
                 buffer = new Tensors.NativeBuffer(need);
             }
-            _quantizeJob.Setup(format, _x, buffer.Pointer, _in, rowBytes);
+            byte* info = null;
+            if (format == ActivationFormat.Q8_0 && _infoUsed)
+            {
+                long infoNeed = (long)_n * InfoStride(_in);
+                if (_activationInfo is null || _activationInfo.Length < infoNeed)
+                {
+                    _activationInfo?.Dispose();
+                    _activationInfo = new Tensors.NativeBuffer(infoNeed);
+                }
+                info = _activationInfo.Pointer;
+            }
+            _quantizeJob.Setup(format, _x, buffer.Pointer, _in, rowBytes, info, InfoStride(_in));
             // Quantizing is ~1/outDim of the matmul's work: only worth a pool run for prefill.
             if (_n >= 8) pool.Run(_quantizeJob, _n, Math.Max(1, _n / (pool.ThreadCount * 4)));
             else _quantizeJob.Execute(0, _n, 0);
@@ -184,7 +204,8 @@ public static unsafe class MatMul
                 int from = Math.Max(beginUnit, s.FirstUnit) - s.FirstUnit;
                 int to = Math.Min(endUnit, s.FirstUnit + segmentUnits) - s.FirstUnit;
                 if (from >= to) continue;
-                if (s.Tile != null) ExecuteQuantized(ref s, from, to);
+                if (s.Packed != null) ExecutePacked(ref s, from, to);
+                else if (s.Tile != null) ExecuteQuantized(ref s, from, to);
                 else ExecuteFloat(ref s, from, to, worker);
             }
         }
@@ -205,6 +226,28 @@ public static unsafe class MatMul
                     int r0 = u * RowsPerUnit;
                     int rows = Math.Min(RowsPerUnit, outDim - r0);
                     tile(w.Data + r0 * wStride, wStride, rows, xq + t0 * xStride, xStride, cols, k, s.Output + (long)t0 * outDim + r0, outDim);
+                }
+            }
+        }
+
+        private static long InfoStride(int k) => (long)(k / 32) * RepackKernels.ActivationInfoBytes;
+
+        private void ExecutePacked(ref Segment s, int fromUnit, int toUnit)
+        {
+            var m = s.Packed!;
+            long xStride = ActivationQuantizer.RowBytes(s.Format, _in), infoStride = InfoStride(_in);
+            byte* xq = _quantized[(int)s.Format]!.Pointer, info = _activationInfo!.Pointer;
+            int outDim = s.OutDim, n = _n;
+            const int panelsPerUnit = RowsPerUnit / RepackedMatrix.PanelRows;
+            for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
+            {
+                int cols = Math.Min(TokensPerChunk, n - t0);
+                for (int u = fromUnit; u < toUnit; u++)
+                {
+                    int r0 = u * RowsPerUnit;
+                    int panels = Math.Min(RowsPerUnit, outDim - r0) / RepackedMatrix.PanelRows;
+                    RepackKernels.Tile(m, m.Data + u * panelsPerUnit * m.PanelStride, panels, xq + t0 * xStride, xStride,
+                        info + t0 * infoStride, infoStride, cols, s.Output + (long)t0 * outDim + r0, outDim);
                 }
             }
         }
@@ -277,16 +320,21 @@ public static unsafe class MatMul
         private byte* _out;
         private int _k;
         private long _rowBytes;
+        private byte* _info;
+        private long _infoStride;
 
-        public void Setup(ActivationFormat format, float* x, byte* output, int k, long rowBytes)
+        public void Setup(ActivationFormat format, float* x, byte* output, int k, long rowBytes, byte* info, long infoStride)
         {
-            _format = format; _x = x; _out = output; _k = k; _rowBytes = rowBytes;
+            _format = format; _x = x; _out = output; _k = k; _rowBytes = rowBytes; _info = info; _infoStride = infoStride;
         }
 
         public void Execute(int begin, int end, int worker)
         {
             for (int t = begin; t < end; t++)
+            {
                 ActivationQuantizer.RowUnchecked(_format, _x + (long)t * _k, _out + t * _rowBytes, _k);
+                if (_info != null) RepackKernels.ActivationInfoRow(_out + t * _rowBytes, _k / 32, _info + t * _infoStride);
+            }
         }
     }
 

@@ -1,0 +1,466 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using EdgeLM.Tensors;
+using EdgeLM.Tensors.Quantization;
+
+namespace EdgeLM.Kernels.Quantized;
+
+/// <summary>
+/// GEMV and GEMM over <see cref="RepackedMatrix"/> panels with Q8_0 activations (ggml-cpu's gemv/gemm_q4_0_8x8_q8_0
+/// family). Every output is one float lane: per 32-element block, the exact integer dot of its row with the token's
+/// activation block, then acc = fma(d_w * d_x, (float)isum, acc) in block order. That one definition holds for every
+/// path (scalar, Vector128, AVX2) and every tile (1 or 4 tokens), so decode and prefill give the same bits.
+/// <para>
+/// Activation side data (<see cref="ActivationInfoBytes"/> per block, from <see cref="ActivationInfoRow"/>): the block
+/// scale times 2^112 as a float and the sum of its 32 levels. The 2^112 lets the kernels turn 8 weight half scales
+/// into floats with two shifts and masks (the half's bits placed in a float, off by exactly 2^-112 for normals and
+/// subnormals alike); both power-of-two factors are exact, so d_w * d_x rounds to the same float as the reference.
+/// The level sum lets Q4_0/Q5_0 multiply unsigned nibbles (maddubs needs one unsigned operand) and subtract
+/// offset * sum once per block for all 8 rows.
+/// </para>
+/// </summary>
+public static unsafe class RepackKernels
+{
+    private const int BlockSize = 32;
+    private const int ActivationBlockBytes = 34;
+    public const int ActivationInfoBytes = 8;
+    private const float TwoPow112 = 5.192296858534828e33f; // 2^112
+
+    /// <summary>Fills the per-block side data of one Q8_0 activation row of <paramref name="blocks"/> blocks.</summary>
+    public static void ActivationInfoRow(byte* xq, int blocks, byte* info)
+    {
+        for (int b = 0; b < blocks; b++)
+        {
+            byte* xb = xq + b * ActivationBlockBytes;
+            int sum;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var (low, high) = Vector256.Widen(Vector256.Load((sbyte*)(xb + 2)));
+                sum = Vector256.Sum(low + high); // |sum| <= 32 * 127: fits in short lanes
+            }
+            else
+            {
+                sum = 0;
+                for (int j = 0; j < BlockSize; j++) sum += (sbyte)xb[2 + j];
+            }
+            *(float*)(info + b * ActivationInfoBytes) = Block32Bits.Half(xb) * TwoPow112;
+            *(int*)(info + b * ActivationInfoBytes + 4) = sum;
+        }
+    }
+
+    /// <summary>
+    /// y[c * yStride + 8p + i] = dot(row i of panel p, activation row c) for p &lt; panelCount, c &lt; cols. Panel p
+    /// starts at panels + p * m.PanelStride; activation row c at x + c * xStride, its side data at info + c * infoStride.
+    /// </summary>
+    public static void Tile(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride)
+    {
+        if (Avx2.IsSupported && Fma.IsSupported) TileAvx2(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+        else if (Vector128.IsHardwareAccelerated) Tile128(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+        else TileScalar(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+    }
+
+    internal static void TileAvx2(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride)
+    {
+        switch (m.Type)
+        {
+            case GgmlType.Q4_0: TileAvx2<Q4_0Panel>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
+            case GgmlType.Q5_0: TileAvx2<Q5_0Panel>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
+            default: TileAvx2<Q8_0Panel>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
+        }
+    }
+
+    internal static void Tile128(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride)
+    {
+        if (Dp.IsSupported) Tile128<DotProduct4>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+        else Tile128<PortableDot4>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+    }
+
+    internal static void Tile128Portable(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride) =>
+        Tile128<PortableDot4>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+
+    // ---------------------------------------------------------------- scalar
+
+    internal static void TileScalar(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride)
+    {
+        int blocks = m.Blocks;
+        for (int p = 0; p < panelCount; p++)
+        {
+            byte* panel = panels + p * m.PanelStride;
+            for (int c = 0; c < cols; c++)
+            {
+                byte* xr = x + c * xStride;
+                for (int i = 0; i < RepackedMatrix.PanelRows; i++)
+                {
+                    float acc = 0;
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        byte* record = panel + (long)b * m.BlockBytes;
+                        byte* xb = xr + b * ActivationBlockBytes;
+                        int isum = 0;
+                        for (int e = 0; e < BlockSize; e++) isum += RepackedMatrix.Level(m.Type, record, i, e) * (sbyte)xb[2 + e];
+                        float d = HalfPrecision.FromF16(*(ushort*)(record + 2 * i)) * HalfPrecision.FromF16(*(ushort*)xb);
+                        acc = MathF.FusedMultiplyAdd(d, isum, acc);
+                    }
+                    y[c * yStride + p * RepackedMatrix.PanelRows + i] = acc;
+                }
+            }
+        }
+    }
+
+    /// <summary>The definition on the file's layout (weight row as in GGUF, activation as block_q8_0): the tests' reference.</summary>
+    internal static float ReferenceDot(GgmlType type, byte* row, byte* xq, int k)
+    {
+        int fileBlock = GgmlTypeInfo.BlockBytes(type);
+        float acc = 0;
+        for (int b = 0; b < k / BlockSize; b++)
+        {
+            byte* wb = row + b * fileBlock, xb = xq + b * ActivationBlockBytes;
+            int isum = 0;
+            for (int e = 0; e < BlockSize; e++)
+            {
+                int level = type switch
+                {
+                    GgmlType.Q8_0 => Q8_0Format.Level(wb, e),
+                    GgmlType.Q4_0 => Q4_0Format.Level(wb, e),
+                    GgmlType.Q5_0 => Q5_0Format.Level(wb, e),
+                    _ => throw new ArgumentException($"{type} has no panel layout"),
+                };
+                isum += level * (sbyte)xb[2 + e];
+            }
+            acc = MathF.FusedMultiplyAdd(HalfPrecision.FromF16(*(ushort*)wb) * HalfPrecision.FromF16(*(ushort*)xb), isum, acc);
+        }
+        return acc;
+    }
+
+    // ---------------------------------------------------------------- AVX2
+
+    /// <summary>The 8 rows' scales times 2^-112 (see the class remarks), exact.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Scales256(byte* record)
+    {
+        var h = Avx2.ConvertToVector256Int32((ushort*)record);
+        var magnitude = Avx2.ShiftLeftLogical(h & Vector256.Create(0x7FFF), 13);
+        var sign = Avx2.ShiftLeftLogical(h & Vector256.Create(0x8000), 16);
+        return (magnitude | sign).AsSingle();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Broadcast256(byte* p) => Vector256.Create(*(int*)p).AsSByte();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Accumulate(Vector256<float> scales, byte* info, Vector256<int> isum, Vector256<float> acc) =>
+        Fma.MultiplyAdd(scales * Vector256.Create(*(float*)info), Avx.ConvertToVector256Single(isum), acc);
+
+    private static void TileAvx2<TPanel>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride) where TPanel : IPanelAvx2
+    {
+        int blocks = m.Blocks;
+        long panelStride = m.PanelStride;
+        for (int p = 0; p < panelCount; p++)
+        {
+            byte* panel = panels + p * panelStride;
+            float* yp = y + p * RepackedMatrix.PanelRows;
+            int c = 0;
+            for (; c + 4 <= cols; c += 4)
+                TPanel.Columns4(panel, blocks, x + c * xStride, xStride, info + c * infoStride, infoStride, yp + c * yStride, yStride);
+            for (; c < cols; c++)
+                TPanel.Column1(panel, blocks, x + c * xStride, info + c * infoStride, yp + c * yStride);
+        }
+    }
+
+    private interface IPanelAvx2
+    {
+        static abstract void Column1(byte* panel, int blocks, byte* x, byte* info, float* y);
+        static abstract void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride);
+    }
+
+    /// <summary>Q4_0 and Q5_0: unsigned levels u (0..15 or 0..31), level = u - Offset.</summary>
+    private interface INibbles
+    {
+        static abstract int Offset { get; }
+        static abstract int RecordBytes { get; }
+        static abstract int NibbleOffset { get; }
+        /// <summary>Whether the 8 maddubs results of a block can be summed in 16-bit lanes (|sum| &lt;= 8 * 2 * 15 * 127).</summary>
+        static abstract bool Int16Block { get; }
+        /// <summary>Levels u of groups j (low nibbles) and j + 4 (high nibbles).</summary>
+        static abstract void Decode(byte* record, int j, out Vector256<byte> low, out Vector256<byte> high);
+    }
+
+    private struct Q4_0Panel : INibbles, IPanelAvx2
+    {
+        public static int Offset => 8;
+        public static int RecordBytes => 144;
+        public static int NibbleOffset => 16;
+        public static bool Int16Block => true;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Decode(byte* record, int j, out Vector256<byte> low, out Vector256<byte> high)
+        {
+            var raw = Vector256.Load(record + 16 + 32 * j);
+            var mask = Vector256.Create((byte)0x0F);
+            low = raw & mask;
+            high = Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
+        }
+
+        public static void Column1(byte* panel, int blocks, byte* x, byte* info, float* y) => NibbleColumn1<Q4_0Panel>(panel, blocks, x, info, y);
+        public static void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride) =>
+            NibbleColumns4<Q4_0Panel>(panel, blocks, x, xStride, info, infoStride, y, yStride);
+    }
+
+    private struct Q5_0Panel : INibbles, IPanelAvx2
+    {
+        public static int Offset => 16;
+        public static int RecordBytes => 176;
+        public static int NibbleOffset => 48;
+        public static bool Int16Block => false;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Decode(byte* record, int j, out Vector256<byte> low, out Vector256<byte> high)
+        {
+            var raw = Vector256.Load(record + 48 + 32 * j);
+            var fifth = Vector256.Load(record + 16).AsUInt16();
+            var mask = Vector256.Create((byte)0x0F);
+            var bit = Vector256.Create((byte)0x10);
+            // 16-bit shifts: bit j (or 4 + j) of each byte lands on bit 4 of the same byte; the mask drops the rest.
+            low = (raw & mask) | ((fifth << (4 - j)).AsByte() & bit);
+            high = (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) | ((fifth >>> j).AsByte() & bit);
+        }
+
+        public static void Column1(byte* panel, int blocks, byte* x, byte* info, float* y) => NibbleColumn1<Q5_0Panel>(panel, blocks, x, info, y);
+        public static void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride) =>
+            NibbleColumns4<Q5_0Panel>(panel, blocks, x, xStride, info, infoStride, y, yStride);
+    }
+
+    /// <summary>maddubs of groups j and j + 4 against one token's activation block (16-bit lanes, at most 2 * 2 * 31 * 127).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> PairDot(Vector256<byte> low, Vector256<byte> high, byte* xq, int j) =>
+        Avx2.MultiplyAddAdjacent(low, Broadcast256(xq + 4 * j)) + Avx2.MultiplyAddAdjacent(high, Broadcast256(xq + 16 + 4 * j));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Widen16(Vector256<short> sums) => Avx2.MultiplyAddAdjacent(sums, Vector256.Create((short)1));
+
+    /// <summary>The exact sum(u x) - Offset * sum(x) of the 8 rows with one token.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Finish<TPanel>(Vector256<short> sums16, Vector256<int> sums32, byte* info) where TPanel : INibbles =>
+        (TPanel.Int16Block ? Widen16(sums16) : sums32) - Vector256.Create(TPanel.Offset * *(int*)(info + 4));
+
+    private static void NibbleColumn1<TPanel>(byte* panel, int blocks, byte* x, byte* info, float* y) where TPanel : INibbles
+    {
+        Vector256<float> acc = default;
+        byte* record = panel;
+        for (int b = 0; b < blocks; b++, record += TPanel.RecordBytes, x += ActivationBlockBytes, info += ActivationInfoBytes)
+        {
+            byte* xq = x + 2;
+            Vector256<short> s16 = default;
+            Vector256<int> s32 = default;
+            for (int j = 0; j < 4; j++)
+            {
+                TPanel.Decode(record, j, out var low, out var high);
+                var pair = PairDot(low, high, xq, j);
+                if (TPanel.Int16Block) s16 += pair;
+                else s32 += Widen16(pair);
+            }
+            acc = Accumulate(Scales256(record), info, Finish<TPanel>(s16, s32, info), acc);
+        }
+        acc.Store(y);
+    }
+
+    private static void NibbleColumns4<TPanel>(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+        where TPanel : INibbles
+    {
+        Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+        byte* record = panel;
+        byte* x0 = x + 2, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
+        byte* i0 = info, i1 = i0 + infoStride, i2 = i1 + infoStride, i3 = i2 + infoStride;
+        for (int b = 0; b < blocks; b++, record += TPanel.RecordBytes)
+        {
+            int xo = b * ActivationBlockBytes, io = b * ActivationInfoBytes;
+            Vector256<short> a0 = default, a1 = default, a2 = default, a3 = default;
+            Vector256<int> b0 = default, b1 = default, b2 = default, b3 = default;
+            for (int j = 0; j < 4; j++)
+            {
+                TPanel.Decode(record, j, out var low, out var high);
+                var p0 = PairDot(low, high, x0 + xo, j);
+                var p1 = PairDot(low, high, x1 + xo, j);
+                var p2 = PairDot(low, high, x2 + xo, j);
+                var p3 = PairDot(low, high, x3 + xo, j);
+                if (TPanel.Int16Block) { a0 += p0; a1 += p1; a2 += p2; a3 += p3; }
+                else { b0 += Widen16(p0); b1 += Widen16(p1); b2 += Widen16(p2); b3 += Widen16(p3); }
+            }
+            var scales = Scales256(record);
+            acc0 = Accumulate(scales, i0 + io, Finish<TPanel>(a0, b0, i0 + io), acc0);
+            acc1 = Accumulate(scales, i1 + io, Finish<TPanel>(a1, b1, i1 + io), acc1);
+            acc2 = Accumulate(scales, i2 + io, Finish<TPanel>(a2, b2, i2 + io), acc2);
+            acc3 = Accumulate(scales, i3 + io, Finish<TPanel>(a3, b3, i3 + io), acc3);
+        }
+        acc0.Store(y);
+        acc1.Store(y + yStride);
+        acc2.Store(y + 2 * yStride);
+        acc3.Store(y + 3 * yStride);
+    }
+
+    /// <summary>Q8_0: signed levels, |w| times x with w's sign (maddubs pairs stay below 2 * 128 * 127).</summary>
+    private struct Q8_0Panel : IPanelAvx2
+    {
+        private const int RecordBytes = 272;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<int> GroupDot(Vector256<byte> magnitude, Vector256<sbyte> levels, byte* xq, int j) =>
+            Widen16(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Broadcast256(xq + 4 * j), levels)));
+
+        public static void Column1(byte* panel, int blocks, byte* x, byte* info, float* y)
+        {
+            Vector256<float> acc = default;
+            byte* record = panel;
+            for (int b = 0; b < blocks; b++, record += RecordBytes, x += ActivationBlockBytes, info += ActivationInfoBytes)
+            {
+                byte* xq = x + 2;
+                Vector256<int> even = default, odd = default;
+                for (int j = 0; j < 8; j += 2)
+                {
+                    var w0 = Vector256.Load((sbyte*)(record + 16 + 32 * j));
+                    var w1 = Vector256.Load((sbyte*)(record + 48 + 32 * j));
+                    even += GroupDot(Avx2.Abs(w0), w0, xq, j);
+                    odd += GroupDot(Avx2.Abs(w1), w1, xq, j + 1);
+                }
+                acc = Accumulate(Scales256(record), info, even + odd, acc);
+            }
+            acc.Store(y);
+        }
+
+        public static void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+        {
+            Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+            byte* record = panel;
+            byte* x0 = x + 2, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
+            byte* i0 = info, i1 = i0 + infoStride, i2 = i1 + infoStride, i3 = i2 + infoStride;
+            for (int b = 0; b < blocks; b++, record += RecordBytes)
+            {
+                int xo = b * ActivationBlockBytes, io = b * ActivationInfoBytes;
+                Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+                for (int j = 0; j < 8; j++)
+                {
+                    var w = Vector256.Load((sbyte*)(record + 16 + 32 * j));
+                    var magnitude = Avx2.Abs(w);
+                    s0 += GroupDot(magnitude, w, x0 + xo, j);
+                    s1 += GroupDot(magnitude, w, x1 + xo, j);
+                    s2 += GroupDot(magnitude, w, x2 + xo, j);
+                    s3 += GroupDot(magnitude, w, x3 + xo, j);
+                }
+                var scales = Scales256(record);
+                acc0 = Accumulate(scales, i0 + io, s0, acc0);
+                acc1 = Accumulate(scales, i1 + io, s1, acc1);
+                acc2 = Accumulate(scales, i2 + io, s2, acc2);
+                acc3 = Accumulate(scales, i3 + io, s3, acc3);
+            }
+            acc0.Store(y);
+            acc1.Store(y + yStride);
+            acc2.Store(y + 2 * yStride);
+            acc3.Store(y + 3 * yStride);
+        }
+    }
+
+    // ---------------------------------------------------------------- Vector128 (Arm, or x64 without AVX2)
+
+    /// <summary>Per 32-bit lane: the sum of the 4 products of its signed bytes (sdot's grouping).</summary>
+    private interface IDot4
+    {
+        static abstract Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b);
+    }
+
+    private struct DotProduct4 : IDot4
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b) => Dp.DotProduct(acc, a, b);
+    }
+
+    private struct PortableDot4 : IDot4
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b)
+        {
+            var (a0, a1) = Vector128.Widen(a);
+            var (b0, b1) = Vector128.Widen(b);
+            // |products| <= 128 * 128: fit in short. Sum adjacent shorts into ints, then adjacent ints into longs.
+            var p0 = (a0 * b0).AsInt32();
+            var p1 = (a1 * b1).AsInt32();
+            var q0 = (Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(p0, 16), 16) + Vector128.ShiftRightArithmetic(p0, 16)).AsInt64();
+            var q1 = (Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(p1, 16), 16) + Vector128.ShiftRightArithmetic(p1, 16)).AsInt64();
+            var r0 = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(q0, 32), 32) + Vector128.ShiftRightArithmetic(q0, 32);
+            var r1 = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(q1, 32), 32) + Vector128.ShiftRightArithmetic(q1, 32);
+            return acc + Vector128.Narrow(r0, r1);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Scales128(byte* record, int half)
+    {
+        var h = Vector128.WidenLower(Vector128.Load((ushort*)record + 4 * half)).AsInt32();
+        var magnitude = Vector128.ShiftLeft(h & Vector128.Create(0x7FFF), 13);
+        var sign = Vector128.ShiftLeft(h & Vector128.Create(0x8000), 16);
+        return (magnitude | sign).AsSingle();
+    }
+
+    private static void Tile128<TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride) where TDot : IDot4
+    {
+        int blocks = m.Blocks, recordBytes = m.BlockBytes;
+        GgmlType type = m.Type;
+        for (int p = 0; p < panelCount; p++)
+        {
+            byte* panel = panels + p * m.PanelStride;
+            for (int c = 0; c < cols; c++)
+            {
+                byte* xr = x + c * xStride, ir = info + c * infoStride;
+                for (int half = 0; half < 2; half++)
+                {
+                    var acc = Vector128<float>.Zero;
+                    for (int b = 0; b < blocks; b++)
+                    {
+                        byte* record = panel + (long)b * recordBytes;
+                        byte* xq = xr + b * ActivationBlockBytes + 2;
+                        byte* xi = ir + b * ActivationInfoBytes;
+                        var isum = Vector128<int>.Zero;
+                        if (type == GgmlType.Q8_0)
+                        {
+                            for (int j = 0; j < 8; j++)
+                                isum = TDot.Dot(isum, Vector128.Load((sbyte*)(record + 16 + 32 * j + 16 * half)), Vector128.Create(*(int*)(xq + 4 * j)).AsSByte());
+                        }
+                        else
+                        {
+                            bool five = type == GgmlType.Q5_0;
+                            int nibbles = five ? 48 : 16;
+                            var offset = Vector128.Create((byte)(five ? 16 : 8));
+                            var mask = Vector128.Create((byte)0x0F);
+                            var bit = Vector128.Create((byte)0x10);
+                            var fifth = five ? Vector128.Load(record + 16 + 16 * half) : default;
+                            for (int j = 0; j < 4; j++)
+                            {
+                                var raw = Vector128.Load(record + nibbles + 32 * j + 16 * half);
+                                var low = raw & mask;
+                                var high = Vector128.ShiftRightLogical(raw, 4);
+                                if (five)
+                                {
+                                    low |= Vector128.ShiftLeft(fifth, 4 - j) & bit;
+                                    high |= Vector128.ShiftRightLogical(fifth, j) & bit;
+                                }
+                                isum = TDot.Dot(isum, (low - offset).AsSByte(), Vector128.Create(*(int*)(xq + 4 * j)).AsSByte());
+                                isum = TDot.Dot(isum, (high - offset).AsSByte(), Vector128.Create(*(int*)(xq + 16 + 4 * j)).AsSByte());
+                            }
+                        }
+                        var d = Scales128(record, half) * Vector128.Create(*(float*)xi);
+                        acc = Vector128.FusedMultiplyAdd(d, Vector128.ConvertToSingle(isum), acc);
+                    }
+                    acc.Store(y + c * yStride + p * RepackedMatrix.PanelRows + 4 * half);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+using System.Runtime.InteropServices;
+using EdgeLM.Tensors;
+
+namespace EdgeLM.Kernels.Quantized;
+
+/// <summary>
+/// A Q4_0 / Q5_0 / Q8_0 weight matrix rearranged for the panel kernels (ggml-cpu's "repack", block_q4_0x8): rows are
+/// grouped in panels of <see cref="PanelRows"/>, and each 32-element block column of a panel is stored as one
+/// record in which every 32-byte group holds 4 consecutive elements of each of the 8 rows (4 bytes per row, row i
+/// at bytes 4i..4i+3). A 256-bit register then carries one 4-element slice of 8 rows, the activation bytes are
+/// broadcast, and the 8 integer sums land in the 8 lanes: one lane per output row, no horizontal sums.
+/// <para>Record of one block column (panel p, block b at <c>Data + (p * Blocks + b) * BlockBytes</c>):</para>
+/// <list type="bullet">
+/// <item>bytes 0..15: the 8 rows' scales d, IEEE halves exactly as in the file.</item>
+/// <item>Q5_0 only, 32 bytes: the fifth bits. Byte 4i+q (row i, q = 0..3) has bit j = fifth bit of element 4j+q
+/// (j = 0..3) and bit 4+j = fifth bit of element 16+4j+q: one 16-bit shift and a mask move group j's bits to 0x10.</item>
+/// <item>Q4_0 / Q5_0, 4 groups of 32 bytes: group j, row i = the file's qs[4j..4j+3] of that row (low nibbles are
+/// elements 4j..4j+3, high nibbles 16+4j..16+4j+3).</item>
+/// <item>Q8_0, 8 groups of 32 bytes: group j, row i = the row's levels 4j..4j+3.</item>
+/// </list>
+/// Same bytes per weight as the file, so the packed copy replaces the mapped pages rather than adding to them.
+/// </summary>
+public sealed unsafe class RepackedMatrix
+{
+    public const int PanelRows = 8;
+    private const int BlockSize = 32;
+
+    private readonly NativeMemoryOwner _memory;
+
+    public GgmlType Type { get; }
+    /// <summary>Output rows (a multiple of <see cref="PanelRows"/>).</summary>
+    public int Rows { get; }
+    /// <summary>Row length in elements (a multiple of 32).</summary>
+    public int RowLength { get; }
+    public int Blocks => RowLength / BlockSize;
+    public int BlockBytes { get; }
+    public long ByteLength { get; }
+    public byte* Data => _memory.Pointer;
+    /// <summary>Bytes from one panel to the next.</summary>
+    public long PanelStride => (long)Blocks * BlockBytes;
+
+    private RepackedMatrix(GgmlType type, int rows, int rowLength)
+    {
+        Type = type;
+        Rows = rows;
+        RowLength = rowLength;
+        BlockBytes = RecordBytes(type);
+        ByteLength = (long)rows / PanelRows * (rowLength / BlockSize) * BlockBytes;
+        _memory = new NativeMemoryOwner(ByteLength);
+    }
+
+    /// <summary>Whether a weight of this type and shape can be packed (rows not a multiple of 8 keep the file layout).</summary>
+    public static bool CanPack(Tensor w) =>
+        RecordBytes(w.Type) > 0 && w.Shape.Length == 2 && w.RowCount % PanelRows == 0 && w.RowCount <= int.MaxValue && w.RowLength % BlockSize == 0;
+
+    /// <summary>Bytes of one block column of a panel, 0 for types that have no panel layout.</summary>
+    public static int RecordBytes(GgmlType type) => type switch
+    {
+        GgmlType.Q4_0 => 16 + 128,
+        GgmlType.Q5_0 => 16 + 32 + 128,
+        GgmlType.Q8_0 => 16 + 256,
+        _ => 0,
+    };
+
+    /// <summary>
+    /// An empty matrix for <paramref name="w"/>, to be filled by <see cref="PackPanels"/>; null when the tensor cannot be
+    /// packed. Scales that are infinities or NaNs (exponent 31, never produced by a quantizer) also leave the tensor
+    /// unpacked, so the kernels' exact half conversion never has to handle them.
+    /// </summary>
+    public static RepackedMatrix? Create(Tensor w)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        if (!CanPack(w)) return null;
+        int fileBlockBytes = GgmlTypeInfo.BlockBytes(w.Type);
+        long blockCount = w.ByteLength / fileBlockBytes;
+        byte* data = w.Data;
+        for (long i = 0; i < blockCount; i++)
+            if ((*(ushort*)(data + i * fileBlockBytes) & 0x7C00) == 0x7C00) return null;
+        return new RepackedMatrix(w.Type, (int)w.RowCount, w.RowLength);
+    }
+
+    /// <summary>Packs panels [begin, end) of <paramref name="w"/> (the tensor this matrix was created for).</summary>
+    public void PackPanels(Tensor w, int begin, int end)
+    {
+        long rowStride = w.RowStride;
+        int blocks = Blocks, fileBlock = GgmlTypeInfo.BlockBytes(Type);
+        for (int p = begin; p < end; p++)
+        {
+            byte* panel = Data + p * PanelStride;
+            byte* rows = w.Data + (long)p * PanelRows * rowStride;
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* record = panel + (long)b * BlockBytes;
+                for (int i = 0; i < PanelRows; i++)
+                {
+                    byte* src = rows + i * rowStride + (long)b * fileBlock;
+                    *(ushort*)(record + 2 * i) = *(ushort*)src;
+                    switch (Type)
+                    {
+                        case GgmlType.Q4_0:
+                            for (int j = 0; j < 4; j++) *(uint*)(record + 16 + 32 * j + 4 * i) = *(uint*)(src + 2 + 4 * j);
+                            break;
+                        case GgmlType.Q8_0:
+                            for (int j = 0; j < 8; j++) *(uint*)(record + 16 + 32 * j + 4 * i) = *(uint*)(src + 2 + 4 * j);
+                            break;
+                        case GgmlType.Q5_0:
+                            uint qh = *(uint*)(src + 2);
+                            for (int q = 0; q < 4; q++)
+                            {
+                                int bits = 0;
+                                for (int j = 0; j < 4; j++)
+                                {
+                                    bits |= (int)((qh >> (4 * j + q)) & 1) << j;
+                                    bits |= (int)((qh >> (16 + 4 * j + q)) & 1) << (4 + j);
+                                }
+                                record[16 + 4 * i + q] = (byte)bits;
+                            }
+                            for (int j = 0; j < 4; j++) *(uint*)(record + 48 + 32 * j + 4 * i) = *(uint*)(src + 6 + 4 * j);
+                            break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Packs the whole tensor on the calling thread (tests, benchmarks); null when it cannot be packed.</summary>
+    public static RepackedMatrix? Pack(Tensor w)
+    {
+        var packed = Create(w);
+        packed?.PackPanels(w, 0, packed.Rows / PanelRows);
+        return packed;
+    }
+
+    /// <summary>
+    /// The weight's level of element e of row i in panel p and block b (signed, as in the file): the scalar kernels'
+    /// view of the layout.
+    /// </summary>
+    internal static int Level(GgmlType type, byte* record, int i, int e)
+    {
+        int j = (e & 15) >> 2, q = e & 3;
+        switch (type)
+        {
+            case GgmlType.Q8_0:
+                return (sbyte)record[16 + 32 * (e >> 2) + 4 * i + q];
+            case GgmlType.Q4_0:
+            {
+                byte packed = record[16 + 32 * j + 4 * i + q];
+                return (e < 16 ? packed & 0x0F : packed >> 4) - 8;
+            }
+            default:
+            {
+                byte packed = record[48 + 32 * j + 4 * i + q];
+                int bit = (record[16 + 4 * i + q] >> (e < 16 ? j : 4 + j)) & 1;
+                return ((e < 16 ? packed & 0x0F : packed >> 4) | bit << 4) - 16;
+            }
+        }
+    }
+
+    /// <summary>Owns the packed bytes; freed when the matrix is collected (it lives as long as its tensor).</summary>
+    private sealed class NativeMemoryOwner
+    {
+        public byte* Pointer { get; }
+
+        public NativeMemoryOwner(long length)
+        {
+            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, length), 64);
+            GC.AddMemoryPressure(Math.Max(1, length));
+            _length = Math.Max(1, length);
+        }
+
+        private readonly long _length;
+
+        ~NativeMemoryOwner()
+        {
+            NativeMemory.AlignedFree(Pointer);
+            GC.RemoveMemoryPressure(_length);
+        }
+    }
+}

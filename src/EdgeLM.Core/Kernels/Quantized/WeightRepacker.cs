@@ -1,0 +1,160 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using EdgeLM.Models;
+using EdgeLM.Tensors;
+
+namespace EdgeLM.Kernels.Quantized;
+
+/// <summary>
+/// Repacks a model's Q4_0 / Q5_0 / Q8_0 matrices into <see cref="RepackedMatrix"/> panels when a session is prepared,
+/// and hands MatMul the packed form of a tensor. The packed matrix is attached to its Tensor object (it lives exactly
+/// as long as the tensor), so sessions sharing weights pack once. Environment EDGELM_REPACK=0 turns packing off.
+/// <para>
+/// Memory: once a tensor is packed, its pages of the mapped file are dropped from the resident set (Linux
+/// madvise(MADV_DONTNEED) on the page-aligned inside of the tensor's range), so resident memory holds one copy of
+/// the weights, not two. The mapping stays valid: a later read of the tensor (the tied embedding's row lookups,
+/// a reference computation) faults the touched pages back in from the file. Only read-only file-backed mappings
+/// are released (checked in /proc/self/maps): dropping pages of anonymous memory would zero them. On other
+/// operating systems nothing is released (no portable equivalent; Windows' working-set trimming does it lazily).
+/// </para>
+/// </summary>
+public static unsafe class WeightRepacker
+{
+    private static readonly ConditionalWeakTable<Tensor, RepackedMatrix> Packed = new();
+    private static readonly object Gate = new();
+
+    /// <summary>False when EDGELM_REPACK=0.</summary>
+    public static bool Enabled { get; } = Environment.GetEnvironmentVariable("EDGELM_REPACK") != "0";
+
+    /// <summary>The packed form of <paramref name="w"/>, or null (not packed: MatMul uses the file layout).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static RepackedMatrix? Find(Tensor w) => Packed.TryGetValue(w, out var m) ? m : null;
+
+    /// <summary>Packs every eligible matrix of the model (idempotent); does nothing when repacking is disabled.</summary>
+    public static void Prepare(ModelWeights weights, WorkerPool pool)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(pool);
+        if (!Enabled) return;
+        var tensors = new List<Tensor>();
+        foreach (var lw in weights.Layers) tensors.AddRange([lw.Wq, lw.Wk, lw.Wv, lw.Wo, lw.Gate, lw.Up, lw.Down]);
+        tensors.Add(weights.Output);
+        Prepare(tensors, pool);
+    }
+
+    /// <summary>Packs the given matrices (those not packable, or already packed, are skipped).</summary>
+    public static void Prepare(IEnumerable<Tensor> tensors, WorkerPool pool)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        ArgumentNullException.ThrowIfNull(pool);
+        lock (Gate)
+        {
+            FileMappings? mappings = null;
+            var job = new PackJob();
+            foreach (var w in tensors)
+            {
+                if (Packed.TryGetValue(w, out _)) continue;
+                var m = RepackedMatrix.Create(w);
+                if (m is null) continue;
+                int panels = m.Rows / RepackedMatrix.PanelRows;
+                job.Setup(w, m);
+                pool.Run(job, panels, Math.Max(1, panels / (pool.ThreadCount * 4)));
+                job.Setup(null, null);
+                Packed.Add(w, m);
+                mappings ??= FileMappings.Read();
+                mappings.Release(w.Data, w.ByteLength);
+            }
+        }
+    }
+
+    /// <summary>Packs one tensor on the calling thread and attaches it (tests, benchmarks); false if not packable.</summary>
+    public static bool Attach(Tensor w)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        lock (Gate)
+        {
+            if (Packed.TryGetValue(w, out _)) return true;
+            var m = RepackedMatrix.Pack(w);
+            if (m is null) return false;
+            Packed.Add(w, m);
+            return true;
+        }
+    }
+
+    /// <summary>Detaches the packed form (tests, benchmarks comparing both layouts on one tensor).</summary>
+    public static void Detach(Tensor w)
+    {
+        lock (Gate) Packed.Remove(w);
+    }
+
+    private sealed class PackJob : IRangeJob
+    {
+        private Tensor? _tensor;
+        private RepackedMatrix? _matrix;
+
+        public void Setup(Tensor? tensor, RepackedMatrix? matrix) { _tensor = tensor; _matrix = matrix; }
+
+        public void Execute(int begin, int end, int worker) => _matrix!.PackPanels(_tensor!, begin, end);
+    }
+
+    /// <summary>The process's read-only file-backed mappings, from /proc/self/maps (Linux only).</summary>
+    private sealed class FileMappings
+    {
+        private const int MadviseDontNeed = 4; // MADV_DONTNEED on Linux
+        private readonly List<(ulong Start, ulong End)> _ranges = [];
+
+        public static FileMappings Read()
+        {
+            var result = new FileMappings();
+            if (!OperatingSystem.IsLinux()) return result;
+            try
+            {
+                foreach (var line in File.ReadLines("/proc/self/maps"))
+                {
+                    // start-end perms offset dev inode [path]
+                    var parts = line.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries);
+                    if (parts.Length < 6 || parts[1].Contains('w') || parts[4] == "0" || !parts[5].StartsWith('/')) continue;
+                    int dash = parts[0].IndexOf('-');
+                    if (dash < 0) continue;
+                    result._ranges.Add((ulong.Parse(parts[0].AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                        ulong.Parse(parts[0].AsSpan(dash + 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture)));
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or OverflowException)
+            {
+                result._ranges.Clear(); // cannot tell what is file-backed: release nothing
+            }
+            return result;
+        }
+
+        public void Release(byte* data, long length)
+        {
+            ulong page = (ulong)Environment.SystemPageSize;
+            ulong start = ((ulong)data + page - 1) & ~(page - 1);
+            ulong end = ((ulong)data + (ulong)length) & ~(page - 1);
+            if (end <= start) return;
+            foreach (var (s, e) in _ranges)
+            {
+                if (start >= s && end <= e)
+                {
+                    var madvise = Madvise;
+                    if (madvise != null) _ = madvise((void*)start, (nuint)(end - start), MadviseDontNeed); // advisory: failure only costs memory
+                    return;
+                }
+            }
+        }
+
+        // Resolved by soname: "libc" alone needs the libc.so development link, absent on most machines.
+        private static readonly delegate* unmanaged<void*, nuint, int, int> Madvise = ResolveMadvise();
+
+        private static delegate* unmanaged<void*, nuint, int, int> ResolveMadvise()
+        {
+            if (!OperatingSystem.IsLinux()) return null;
+            foreach (var name in new[] { "libc.so.6", "libc" })
+                if (NativeLibrary.TryLoad(name, out var library) && NativeLibrary.TryGetExport(library, "madvise", out var address))
+                    return (delegate* unmanaged<void*, nuint, int, int>)address;
+            return null;
+        }
+    }
+}
