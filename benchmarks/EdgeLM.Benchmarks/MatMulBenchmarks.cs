@@ -17,11 +17,16 @@ public abstract class MatMulBenchmarkBase
     [Params(1, 2)]
     public int Threads { get; set; }
 
+    /// <summary>Whether the weight runs on the repacked panel kernels (only Q4_0/Q5_0/Q8_0 have them).</summary>
+    protected virtual bool Repacked => false;
+
     [GlobalSetup]
     public void Setup()
     {
         var c = CurrentCase;
         (_weight, _buffer) = WeightFactory.Create(c.Type, c.Out, c.In);
+        if (Repacked && !EdgeLM.Kernels.Quantized.WeightRepacker.Attach(_weight))
+            throw new InvalidOperationException($"{c} cannot be repacked");
         _x = new float[(long)c.Tokens * c.In];
         WeightFactory.FillRandom(_x, 7);
         _y = new float[(long)c.Tokens * c.Out];
@@ -31,6 +36,7 @@ public abstract class MatMulBenchmarkBase
     [GlobalCleanup]
     public void Cleanup()
     {
+        if (_weight is not null) EdgeLM.Kernels.Quantized.WeightRepacker.Detach(_weight);
         _pool?.Dispose();
         _buffer?.Dispose();
     }
@@ -64,4 +70,34 @@ public class GemmBenchmarks : MatMulBenchmarkBase
 
     [Benchmark]
     public void Gemm() => Run();
+}
+
+/// <summary>GEMV on repacked 8-row panels (what sessions use for Q4_0/Q5_0/Q8_0); compare with <see cref="GemvBenchmarks"/>.</summary>
+public class PackedGemvBenchmarks : MatMulBenchmarkBase
+{
+    public static IEnumerable<MatMulCase> Cases => MatMulCase.Gemv().Where(c => MatMulCase.Repackable(c.Type));
+
+    [ParamsSource(nameof(Cases))]
+    public MatMulCase Case { get; set; } = MatMulCase.Gemv().First(c => MatMulCase.Repackable(c.Type));
+
+    public override MatMulCase CurrentCase => Case;
+    protected override bool Repacked => true;
+
+    [Benchmark]
+    public void PackedGemv() => Run();
+}
+
+/// <summary>GEMM on repacked 8-row panels (8 rows x 4 tokens register tiles); compare with <see cref="GemmBenchmarks"/>.</summary>
+public class PackedGemmBenchmarks : MatMulBenchmarkBase
+{
+    public static IEnumerable<MatMulCase> Cases => MatMulCase.Gemm().Where(c => MatMulCase.Repackable(c.Type));
+
+    [ParamsSource(nameof(Cases))]
+    public MatMulCase Case { get; set; } = MatMulCase.Gemm().First(c => MatMulCase.Repackable(c.Type));
+
+    public override MatMulCase CurrentCase => Case;
+    protected override bool Repacked => true;
+
+    [Benchmark]
+    public void PackedGemm() => Run();
 }

@@ -41,5 +41,8 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
     public static IEnumerable<MatMulCase> Gemm() =>
         from t in Types from s in GemmShapes where Fits(t, s.In) select new MatMulCase(t, s.Out, s.In, GemmTokens);
 
+    /// <summary>Types that sessions repack into panels (EdgeLM.Kernels.Quantized.RepackedMatrix).</summary>
+    public static bool Repackable(GgmlType type) => type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0;
+
     public static bool Fits(GgmlType type, int rowLength) => rowLength % GgmlTypeInfo.BlockSize(type) == 0;
 }

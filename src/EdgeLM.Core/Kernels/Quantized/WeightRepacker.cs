@@ -58,12 +58,16 @@ public static unsafe class WeightRepacker
                 var m = RepackedMatrix.Create(w);
                 if (m is null) continue;
                 int panels = m.Rows / RepackedMatrix.PanelRows;
-                job.Setup(w, m);
-                pool.Run(job, panels, Math.Max(1, panels / (pool.ThreadCount * 4)));
-                job.Setup(null, null);
-                Packed.Add(w, m);
                 mappings ??= FileMappings.Read();
-                mappings.Release(w.Data, w.ByteLength);
+                // Released chunk by chunk as packing goes, so the file's pages and their packed copy are never both
+                // resident for more than a chunk per thread, even when something touched the whole file before.
+                bool release = mappings.Contains(w.Data, w.ByteLength);
+                job.Setup(w, m, release);
+                int chunk = Math.Max(1, (int)Math.Min(panels, (1 << 20) / Math.Max(1, m.PanelStride)));
+                pool.Run(job, panels, chunk);
+                job.Setup(null, null, false);
+                Packed.Add(w, m);
+                if (release) FileMappings.Release(w.Data, w.ByteLength); // the pages that chunk boundaries shared
             }
         }
     }
@@ -92,10 +96,17 @@ public static unsafe class WeightRepacker
     {
         private Tensor? _tensor;
         private RepackedMatrix? _matrix;
+        private bool _release;
 
-        public void Setup(Tensor? tensor, RepackedMatrix? matrix) { _tensor = tensor; _matrix = matrix; }
+        public void Setup(Tensor? tensor, RepackedMatrix? matrix, bool release) { _tensor = tensor; _matrix = matrix; _release = release; }
 
-        public void Execute(int begin, int end, int worker) => _matrix!.PackPanels(_tensor!, begin, end);
+        public void Execute(int begin, int end, int worker)
+        {
+            _matrix!.PackPanels(_tensor!, begin, end);
+            if (!_release) return;
+            long panelBytes = _tensor!.RowStride * RepackedMatrix.PanelRows;
+            FileMappings.Release(_tensor.Data + begin * panelBytes, (end - begin) * panelBytes);
+        }
     }
 
     /// <summary>The process's read-only file-backed mappings, from /proc/self/maps (Linux only).</summary>
@@ -128,21 +139,22 @@ public static unsafe class WeightRepacker
             return result;
         }
 
-        public void Release(byte* data, long length)
+        /// <summary>Whether [data, data + length) lies inside one read-only file mapping.</summary>
+        public bool Contains(byte* data, long length)
+        {
+            ulong start = (ulong)data, end = start + (ulong)length;
+            foreach (var (s, e) in _ranges)
+                if (start >= s && end <= e) return Madvise != null;
+            return false;
+        }
+
+        /// <summary>Drops the whole pages inside [data, data + length) from the resident set (a checked file mapping).</summary>
+        public static void Release(byte* data, long length)
         {
             ulong page = (ulong)Environment.SystemPageSize;
             ulong start = ((ulong)data + page - 1) & ~(page - 1);
             ulong end = ((ulong)data + (ulong)length) & ~(page - 1);
-            if (end <= start) return;
-            foreach (var (s, e) in _ranges)
-            {
-                if (start >= s && end <= e)
-                {
-                    var madvise = Madvise;
-                    if (madvise != null) _ = madvise((void*)start, (nuint)(end - start), MadviseDontNeed); // advisory: failure only costs memory
-                    return;
-                }
-            }
+            if (end > start) _ = Madvise((void*)start, (nuint)(end - start), MadviseDontNeed); // advisory: failure only costs memory
         }
 
         // Resolved by soname: "libc" alone needs the libc.so development link, absent on most machines.
