@@ -248,8 +248,12 @@ public sealed unsafe class InferenceSession : IDisposable
         var embedding = _weights.TokenEmbedding;
         long embeddingStride = embedding.RowStride;
         long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
+        var packedEmbedding = Kernels.Quantized.WeightRepacker.Find(embedding); // tied output head: read the packed copy
         for (int i = 0; i < n; i++)
-            RowConvert.RowUnchecked(embedding.Type, embedding.Data + tokens[i] * embeddingStride, embeddingStride, _x + (long)i * d, d);
+        {
+            if (packedEmbedding != null) packedEmbedding.DequantizeRow(tokens[i], _x + (long)i * d);
+            else RowConvert.RowUnchecked(embedding.Type, embedding.Data + tokens[i] * embeddingStride, embeddingStride, _x + (long)i * d, d);
+        }
         Lap(ref mark, ProfilePart.Embedding);
 
         for (int l = 0; l < _config.LayerCount; l++)

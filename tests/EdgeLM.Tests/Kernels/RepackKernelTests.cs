@@ -139,6 +139,26 @@ public unsafe class RepackKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void PackedRowsDequantizeLikeTheFile(GgmlType type)
+    {
+        var (w, buffer) = RandomWeight(type, 96, 24, 7);
+        using var _ = buffer;
+        var m = RepackedMatrix.Pack(w)!;
+        var expected = new float[96];
+        var actual = new float[96];
+        for (int r = 0; r < 24; r++)
+        {
+            EdgeLM.Tensors.Quantization.Dequantize.Row(type, w.Row(r), expected);
+            fixed (float* pa = actual) m.DequantizeRow(r, pa);
+            Assert.Equal(expected, actual);
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => { fixed (float* pa = actual) m.DequantizeRow(24, pa); });
+    }
+
     [Fact]
     public void RowsNotAMultipleOfEightAndInfiniteScalesStayUnpacked()
     {

@@ -156,6 +156,23 @@ public sealed unsafe class RepackedMatrix
         }
     }
 
+    /// <summary>
+    /// Row <paramref name="row"/> as floats, bitwise equal to Dequantize.Row of the file's row (level * d): lets the
+    /// tied embedding read the packed copy, so its file pages, released after packing, are not faulted back in.
+    /// </summary>
+    public void DequantizeRow(long row, float* dst)
+    {
+        if ((ulong)row >= (ulong)Rows) throw new ArgumentOutOfRangeException(nameof(row), $"row {row} is not in 0..{Rows - 1}");
+        byte* panel = Data + row / PanelRows * PanelStride;
+        int i = (int)(row % PanelRows);
+        for (int b = 0; b < Blocks; b++)
+        {
+            byte* record = panel + (long)b * BlockBytes;
+            float d = EdgeLM.Tensors.Quantization.HalfPrecision.FromF16(*(ushort*)(record + 2 * i));
+            for (int e = 0; e < BlockSize; e++) dst[b * BlockSize + e] = Level(Type, record, i, e) * d;
+        }
+    }
+
     /// <summary>Owns the packed bytes; freed when the matrix is collected (it lives as long as its tensor).</summary>
     private sealed class NativeMemoryOwner
     {
