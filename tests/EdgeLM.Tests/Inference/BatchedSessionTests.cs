@@ -73,7 +73,7 @@ public class BatchedSessionTests
         new TinyModelSpec(GgmlType.F16, Ff: 162, Vocab: 301, KvHeads: 1), // feature counts off the vector width
         new TinyModelSpec(GgmlType.Q8_0, Biases: false, Rope: RopeStyle.Interleaved),
         new TinyModelSpec(GgmlType.Q4_0, Tied: true),
-        new TinyModelSpec(GgmlType.Q4_K, Hidden: 256, Ff: 512, Layers: 1),
+        new TinyModelSpec(GgmlType.Q4_K, Hidden: 256, Ff: 256, Layers: 1),
     };
 
     [Theory]
