@@ -24,6 +24,7 @@ public sealed record ServerOptions
     public string Host { get; init; } = "127.0.0.1";
     /// <summary>0 picks a free port (tests).</summary>
     public int Port { get; init; } = 8080;
+    /// <summary>Sequences decoded together in one batch (each with its own KV cache); more requests wait in the queue.</summary>
     public int Parallel { get; init; } = 4;
     /// <summary>Tokens per sequence (prompt + answer); 0: min(model, 4096).</summary>
     public int ContextLength { get; init; }
@@ -35,7 +36,7 @@ public sealed record ServerOptions
     public string? ApiKey { get; init; }
     /// <summary>The id /v1/models lists and requests may name; null: the model file's name.</summary>
     public string? ModelId { get; init; }
-    /// <summary>Replaces the interleaved stepper (a batched implementation, or a test's).</summary>
+    /// <summary>Replaces the <see cref="BatchedStepper"/> (a test's, to hold steps back).</summary>
     public ISequenceStepper? Stepper { get; init; }
 }
 

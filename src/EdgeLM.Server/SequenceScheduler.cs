@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using EdgeLM.Inference;
 using EdgeLM.Kernels;
 using EdgeLM.Models;
@@ -6,26 +7,40 @@ using EdgeLM.Tokenization;
 namespace EdgeLM.Serving;
 
 /// <summary>
-/// How the scheduler advances its active sequences by one token each. The engine has no batched decode yet (one
-/// matmul for all sequences), so <see cref="InterleavedStepper"/> runs them one after another; a batched stepper can
-/// replace it without touching the scheduler.
+/// How the scheduler advances its active sequences by one step. <see cref="BatchedStepper"/> runs them all in one
+/// forward pass of the shared <see cref="BatchedSession"/>; a test can wrap it (to hold steps back, say).
 /// </summary>
 public interface ISequenceStepper
 {
-    /// <summary>Shown in /metrics and the start-up line: "interleaved" or "batched".</summary>
+    /// <summary>Shown in /metrics and the start-up line.</summary>
     string Mode { get; }
-    void Prefill(GenerationSequence sequence);
-    /// <summary>One decode step for every sequence in <paramref name="sequences"/> (none of them finished).</summary>
-    void Step(IReadOnlyList<GenerationSequence> sequences);
+    /// <summary>
+    /// One step for every sequence in <paramref name="sequences"/> (none of them finished, all on
+    /// <paramref name="batch"/>): prompts not yet run are prefilled (long ones over several steps), the others decode
+    /// one token. Returns the batch's rows run (tokens through the model).
+    /// </summary>
+    int Step(BatchedSession batch, IReadOnlyList<GenerationSequence> sequences);
 }
 
-public sealed class InterleavedStepper : ISequenceStepper
+/// <summary>
+/// Continuous batching: each step queues every sequence's next input (its prompt, or its last picked token), runs
+/// one batched forward pass over all of them (weights streamed once per step, not once per sequence) and lets each
+/// sequence whose logits are ready pick its next token. Cancelled sequences finish before the step.
+/// </summary>
+public sealed class BatchedStepper : ISequenceStepper
 {
-    public string Mode => "interleaved";
-    public void Prefill(GenerationSequence sequence) => sequence.Prefill();
-    public void Step(IReadOnlyList<GenerationSequence> sequences)
+    public string Mode => "batched";
+
+    public int Step(BatchedSession batch, IReadOnlyList<GenerationSequence> sequences)
     {
-        foreach (var s in sequences) s.Step();
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(sequences);
+        foreach (var s in sequences) s.QueueNext();
+        long start = Stopwatch.GetTimestamp();
+        int rows = batch.Step();
+        var elapsed = Stopwatch.GetElapsedTime(start);
+        foreach (var s in sequences) s.AcceptStep(elapsed);
+        return rows;
     }
 }
 
@@ -33,11 +48,11 @@ public sealed class InterleavedStepper : ISequenceStepper
 public sealed class QueueFullException(string message) : Exception(message);
 
 /// <summary>
-/// Runs up to <c>parallel</c> generations at once, each on its own pooled <see cref="InferenceSession"/> (own KV
-/// cache), all on one shared <see cref="WorkerPool"/>. One scheduler thread owns every session: it admits waiting
-/// requests (prefill), then gives each active sequence one decode step per round, round-robin, so sessions sharing
-/// the pool never run at the same time. A cancelled request leaves at its next step and its session goes back to
-/// the pool.
+/// Runs up to <c>parallel</c> generations at once as one continuous batch (<see cref="BatchedSession"/>): each
+/// sequence has its own KV cache, every step runs all of them through the model together. One scheduler thread owns
+/// the batch: between steps it admits waiting requests (their prompts run in the next steps, next to the others'
+/// decode tokens) and lets finished ones leave. A cancelled request leaves at its next step and its KV cache goes
+/// back to the batch for the next request.
 /// </summary>
 public sealed class SequenceScheduler : IDisposable
 {
@@ -49,23 +64,23 @@ public sealed class SequenceScheduler : IDisposable
         public readonly CancellationToken Cancel = cancel;
         public readonly TaskCompletionSource<GenerationResult> Completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public GenerationSequence? Sequence;
-        public InferenceSession? Session;
+        public BatchSequence? Slot;
     }
 
     private readonly LoadedModel _model;
     private readonly BpeTokenizer _tokenizer;
     private readonly ISequenceStepper _stepper;
     private readonly WorkerPool _pool;
+    private readonly BatchedSession _batch;
     private readonly object _gate = new();
     private readonly Queue<Work> _waiting = new();
     private readonly List<Work> _active = [];
-    private readonly Stack<InferenceSession> _idleSessions = new();
-    private readonly List<InferenceSession> _allSessions = [];
     private readonly Thread _thread;
     private volatile bool _stopping;
-    private int _activeCount;
+    private int _activeCount, _cacheCount;
 
     private long _promptTokens, _generatedTokens, _prefillTicks, _decodeTicks, _completed, _cancelled;
+    private long _steps, _stepRows, _stepSequences;
 
     public SequenceScheduler(LoadedModel model, BpeTokenizer tokenizer, int parallel, int contextLength, int threads,
         int maxQueue, ISequenceStepper? stepper = null)
@@ -81,8 +96,17 @@ public sealed class SequenceScheduler : IDisposable
         Parallel = parallel;
         ContextLength = contextLength;
         MaxQueue = maxQueue;
-        _stepper = stepper ?? new InterleavedStepper();
+        _stepper = stepper ?? new BatchedStepper();
         _pool = new WorkerPool(threads);
+        try
+        {
+            _batch = new BatchedSession(model.Config, model.Weights, parallel, contextLength, _pool);
+        }
+        catch
+        {
+            _pool.Dispose();
+            throw;
+        }
         _thread = new Thread(RunLoop) { IsBackground = true, Name = "edgelm-scheduler" };
         _thread.Start();
     }
@@ -94,14 +118,20 @@ public sealed class SequenceScheduler : IDisposable
     public int ThreadCount => _pool.ThreadCount;
     public int ActiveCount => Volatile.Read(ref _activeCount);
     public int QueueLength { get { lock (_gate) return _waiting.Count; } }
-    /// <summary>Sessions allocated so far (at most <see cref="Parallel"/>: they are reused, not reallocated).</summary>
-    public int SessionCount { get { lock (_gate) return _allSessions.Count; } }
+    /// <summary>KV caches allocated so far (at most <see cref="Parallel"/>: they are reused, not reallocated).</summary>
+    public int SessionCount => Volatile.Read(ref _cacheCount);
     public long PromptTokensTotal => Interlocked.Read(ref _promptTokens);
     public long GeneratedTokensTotal => Interlocked.Read(ref _generatedTokens);
     public TimeSpan PrefillTimeTotal => TimeSpan.FromTicks(Interlocked.Read(ref _prefillTicks));
     public TimeSpan DecodeTimeTotal => TimeSpan.FromTicks(Interlocked.Read(ref _decodeTicks));
     public long CompletedTotal => Interlocked.Read(ref _completed);
     public long CancelledTotal => Interlocked.Read(ref _cancelled);
+    /// <summary>Batched forward passes run.</summary>
+    public long StepsTotal => Interlocked.Read(ref _steps);
+    /// <summary>Tokens (rows) run over all steps: prompt and decode tokens together.</summary>
+    public long StepTokensTotal => Interlocked.Read(ref _stepRows);
+    /// <summary>Sequences summed over all steps: divided by <see cref="StepsTotal"/>, the mean batch size.</summary>
+    public long StepSequencesTotal => Interlocked.Read(ref _stepSequences);
 
     /// <summary>
     /// Queues a generation. <paramref name="onText"/> runs on the scheduler thread and must not block. The task ends
@@ -150,12 +180,18 @@ public sealed class SequenceScheduler : IDisposable
             foreach (var w in _active) stepping.Add(w.Sequence!);
             try
             {
-                _stepper.Step(stepping);
+                int rows = _stepper.Step(_batch, stepping);
+                if (rows > 0)
+                {
+                    Interlocked.Increment(ref _steps);
+                    Interlocked.Add(ref _stepRows, rows);
+                    Interlocked.Add(ref _stepSequences, stepping.Count);
+                }
             }
             catch (Exception e)
             {
-                // A failed step leaves the sessions in an unknown state: every active request fails, the sessions are
-                // reset on their next use, and the server keeps serving.
+                // A failed step leaves the sequences in an unknown state: every active request fails, their caches go
+                // back to the batch (a new sequence starts at position 0), and the server keeps serving.
                 foreach (var w in _active) Release(w, e);
                 _active.Clear();
                 Volatile.Write(ref _activeCount, 0);
@@ -177,12 +213,12 @@ public sealed class SequenceScheduler : IDisposable
         }
     }
 
+    /// <summary>Moves waiting requests into the batch while it has room; their prompts run in the next step.</summary>
     private void Admit()
     {
         while (true)
         {
             Work work;
-            InferenceSession session;
             lock (_gate)
             {
                 if (_stopping || _active.Count >= Parallel || !_waiting.TryDequeue(out work!)) return;
@@ -192,40 +228,29 @@ public sealed class SequenceScheduler : IDisposable
                     work.Completion.TrySetCanceled(work.Cancel);
                     continue;
                 }
-                session = RentSession();
             }
-            work.Session = session;
             try
             {
-                session.Reset();
-                work.Sequence = new GenerationSequence(session, _tokenizer, work.Prompt, work.Options, work.OnText, work.Cancel);
-                _stepper.Prefill(work.Sequence);
+                work.Slot = _batch.Add();
+                Volatile.Write(ref _cacheCount, _batch.CacheCount);
+                work.Sequence = new GenerationSequence(work.Slot, _tokenizer, work.Prompt, work.Options, work.OnText, work.Cancel);
             }
             catch (Exception e)
             {
                 Release(work, e);
                 continue;
             }
-            if (work.Sequence.IsFinished) { Release(work, null); continue; }
             lock (_gate) _active.Add(work);
             Volatile.Write(ref _activeCount, _active.Count);
         }
     }
 
-    private InferenceSession RentSession()
-    {
-        if (_idleSessions.TryPop(out var s)) return s;
-        s = new InferenceSession(_model.Config, _model.Weights, ContextLength, _pool);
-        _allSessions.Add(s);
-        return s;
-    }
-
     private void Release(Work work, Exception? error)
     {
-        if (work.Session != null)
+        if (work.Slot != null)
         {
-            lock (_gate) _idleSessions.Push(work.Session);
-            work.Session = null;
+            _batch.Remove(work.Slot);
+            work.Slot = null;
         }
         var result = work.Sequence?.Result;
         work.Sequence = null; // the sequence holds per-request buffers; drop them now, not when the caller lets go
@@ -251,7 +276,7 @@ public sealed class SequenceScheduler : IDisposable
             Monitor.PulseAll(_gate);
         }
         _thread.Join();
-        foreach (var s in _allSessions) s.Dispose();
+        _batch.Dispose();
         _pool.Dispose();
     }
 }

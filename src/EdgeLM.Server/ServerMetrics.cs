@@ -33,10 +33,13 @@ public sealed class ServerMetrics
         Metric(sb, "edgelm_queue_length", "gauge", "Requests waiting for a sequence slot.", scheduler.QueueLength);
         Metric(sb, "edgelm_active_sequences", "gauge", "Sequences being generated.", scheduler.ActiveCount);
         Metric(sb, "edgelm_parallel_sequences", "gauge", "Sequence slots (--parallel).", scheduler.Parallel);
-        Metric(sb, "edgelm_sessions_allocated", "gauge", "Inference sessions (KV caches) allocated; reused across requests.", scheduler.SessionCount);
+        Metric(sb, "edgelm_sessions_allocated", "gauge", "KV caches allocated (one per batch slot); reused across requests.", scheduler.SessionCount);
+        Metric(sb, "edgelm_batch_steps_total", "counter", "Batched forward passes (one per step of all active sequences).", scheduler.StepsTotal);
+        Metric(sb, "edgelm_batch_tokens_total", "counter", "Tokens run through the model over all steps (prompt chunks and decode tokens).", scheduler.StepTokensTotal);
+        Metric(sb, "edgelm_batch_sequences_total", "counter", "Sequences summed over all steps; divided by edgelm_batch_steps_total, the mean batch size.", scheduler.StepSequencesTotal);
         Metric(sb, "edgelm_sequences_completed_total", "counter", "Sequences that finished.", scheduler.CompletedTotal);
         Metric(sb, "edgelm_sequences_cancelled_total", "counter", "Sequences cancelled by their client.", scheduler.CancelledTotal);
-        sb.AppendLine("# HELP edgelm_batching_info How active sequences share the model: interleaved (one decode step each, in turn) or batched.");
+        sb.AppendLine("# HELP edgelm_batching_info How active sequences share the model: batched (one forward pass per step for all of them).");
         sb.AppendLine("# TYPE edgelm_batching_info gauge");
         sb.Append(inv, $"edgelm_batching_info{{mode=\"{scheduler.BatchingMode}\"}} 1\n");
         return sb.ToString();

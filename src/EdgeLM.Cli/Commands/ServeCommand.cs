@@ -13,7 +13,7 @@ internal sealed class ServeCommand : Command
         ModelOptions.Model,
         new("--host", null, "ADDR", "address to listen on; anything but loopback exposes the server to the network", "127.0.0.1"),
         new("--port", null, "N", "TCP port (0 picks a free one)", "8080"),
-        new("--parallel", "-np", "N", "sequences generated at once; the others wait in the queue", "4"),
+        new("--parallel", "-np", "N", "sequences decoded together in one batch (each with its own KV cache); the others wait in the queue", "4"),
         new("--max-queue", null, "N", "requests that may wait before new ones are refused with 429", "64"),
         new("--api-key", null, "KEY", "require 'Authorization: Bearer KEY' on /v1/* (or set EDGELM_API_KEY)"),
         new("--model-id", null, "NAME", "model name served by /v1/models", "the model file's name"),

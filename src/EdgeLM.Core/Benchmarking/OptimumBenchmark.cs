@@ -74,7 +74,7 @@ public static class OptimumBenchmark
         ArgumentNullException.ThrowIfNull(load);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        generatorFactory ??= SequentialBatchGenerator.Create;
+        generatorFactory ??= BatchGenerators.Create;
         var started = DateTimeOffset.UtcNow;
 
         // Garbage of earlier work (a previous candidate) must not count towards this model's peak.

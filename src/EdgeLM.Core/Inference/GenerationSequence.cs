@@ -1,17 +1,22 @@
 using System.Diagnostics;
+using EdgeLM.Models;
 using EdgeLM.Tokenization;
 
 namespace EdgeLM.Inference;
 
 /// <summary>
-/// One generation advanced a step at a time: <see cref="Prefill"/> runs the prompt and picks the first token, each
-/// <see cref="Step"/> runs one decode forward pass and picks the next. <see cref="Generator"/> drives it in a loop;
-/// a server's scheduler interleaves several over sessions that share one worker pool. Both paths run the same code,
-/// so a scheduled sequence produces exactly the text a single <see cref="Generator"/> call would with the same seed.
+/// One generation advanced a step at a time. Over an <see cref="InferenceSession"/>: <see cref="Prefill"/> runs the
+/// prompt and picks the first token, each <see cref="Step"/> runs one decode forward pass and picks the next;
+/// <see cref="Generator"/> drives it in a loop. Over a <see cref="BatchSequence"/> (a server's continuous batch):
+/// <see cref="QueueNext"/> queues the prompt, then each picked token, on the batch; after every
+/// <see cref="BatchedSession.Step"/>, <see cref="AcceptStep"/> picks from the logits once they are there. Both paths
+/// sample the same logits with the same code, so a batched sequence produces exactly the text a single
+/// <see cref="Generator"/> call would with the same seed.
 /// </summary>
 public sealed class GenerationSequence
 {
-    private readonly InferenceSession _session;
+    private readonly InferenceSession? _session;
+    private readonly BatchSequence? _batchSequence;
     private readonly GenerationOptions _options;
     private readonly Action<string> _onText;
     private readonly CancellationToken _cancel;
@@ -28,30 +33,47 @@ public sealed class GenerationSequence
     private int _pending = -1;
     private TimeSpan _prefillTime, _decodeTime;
     private GenerationResult? _result;
+    private bool _queued; // batched: tokens are queued on the batch and their logits not yet taken
 
     /// <summary>Validates everything up front, so a request that cannot run fails before it takes a session's time.</summary>
     public GenerationSequence(InferenceSession session, BpeTokenizer tokenizer, ReadOnlySpan<int> newTokens,
         GenerationOptions options, Action<string> onText, CancellationToken cancel = default)
+        : this(session?.Config, session?.Position ?? 0, session?.ContextLength ?? 0, tokenizer, newTokens, options, onText, cancel)
     {
-        ArgumentNullException.ThrowIfNull(session);
+        _session = session;
+    }
+
+    /// <summary>A generation on a sequence of a <see cref="BatchedSession"/>, driven by <see cref="QueueNext"/> and
+    /// <see cref="AcceptStep"/> around the batch's steps.</summary>
+    public GenerationSequence(BatchSequence sequence, BpeTokenizer tokenizer, ReadOnlySpan<int> newTokens,
+        GenerationOptions options, Action<string> onText, CancellationToken cancel = default)
+        : this(sequence?.Owner.Config, sequence?.Position ?? 0, sequence?.ContextLength ?? 0, tokenizer, newTokens, options, onText, cancel)
+    {
+        if (sequence!.IsRemoved) throw new ArgumentException("the sequence was removed from its batch");
+        if (sequence.PendingCount > 0) throw new ArgumentException("the sequence already has queued tokens");
+        _batchSequence = sequence;
+    }
+
+    private GenerationSequence(ModelConfig? config, int position, int ctx, BpeTokenizer tokenizer, ReadOnlySpan<int> newTokens,
+        GenerationOptions options, Action<string> onText, CancellationToken cancel)
+    {
+        if (config is null) throw new ArgumentNullException("session", "no session or batch sequence to generate on");
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(options);
         options.Sampling.Validate();
         if (options.MaxNewTokens < 0) throw new ArgumentException("the number of tokens to generate cannot be negative");
-        if (newTokens.Length == 0 && session.Position == 0) throw new ArgumentException("the prompt is empty");
+        if (newTokens.Length == 0 && position == 0) throw new ArgumentException("the prompt is empty");
         if (newTokens.Length == 0) throw new ArgumentException("nothing to continue from: give at least one new token");
-        int ctx = session.ContextLength;
-        if (session.Position + newTokens.Length > ctx)
-            throw new ArgumentException($"prompt of {session.Position + newTokens.Length} tokens exceeds the context of {ctx} tokens");
+        if (position + newTokens.Length > ctx)
+            throw new ArgumentException($"prompt of {position + newTokens.Length} tokens exceeds the context of {ctx} tokens");
 
-        _session = session;
         _options = options;
         _onText = onText;
         _cancel = cancel;
         _endIds = [.. tokenizer.EndOfGenerationIds];
         // Models often have more output rows than the tokenizer has tokens (Qwen: 151,936 vs 151,669); rows past
         // the tokenizer are padding that no text maps to, so they are never sampled, whichever file the model came from.
-        _samplable = Math.Min(session.Config.VocabSize, tokenizer.UsedVocabSize);
+        _samplable = Math.Min(config.VocabSize, tokenizer.UsedVocabSize);
         _sampler = new Sampler(options.Sampling, _samplable);
         _decoder = tokenizer.CreateStreamingDecoder();
         _stops = new StopSequenceMatcher(options.StopStrings);
@@ -62,7 +84,10 @@ public sealed class GenerationSequence
         _prompt = newTokens.ToArray();
     }
 
-    public InferenceSession Session => _session;
+    /// <summary>The session generated on; null for a batched sequence.</summary>
+    public InferenceSession? Session => _session;
+    /// <summary>The batch sequence generated on; null for a session's.</summary>
+    public BatchSequence? BatchSequence => _batchSequence;
     public int PromptTokens => _prompt.Length;
     public int GeneratedTokens => _generated.Count;
     public bool IsPrefilled { get; private set; }
@@ -74,10 +99,11 @@ public sealed class GenerationSequence
     /// <summary>Runs the prompt through the model and picks the first token (or finishes).</summary>
     public void Prefill()
     {
+        var session = _session ?? throw new InvalidOperationException("a batched sequence runs through QueueNext and AcceptStep");
         if (IsPrefilled) throw new InvalidOperationException("the sequence is already prefilled");
         IsPrefilled = true;
         long start = Stopwatch.GetTimestamp();
-        var logits = _session.Forward(_prompt);
+        var logits = session.Forward(_prompt);
         _prefillTime = Stopwatch.GetElapsedTime(start);
         start = Stopwatch.GetTimestamp();
         Advance(logits);
@@ -87,6 +113,7 @@ public sealed class GenerationSequence
     /// <summary>One decode step: the forward pass of the last picked token, then the pick of the next one.</summary>
     public void Step()
     {
+        var session = _session ?? throw new InvalidOperationException("a batched sequence runs through QueueNext and AcceptStep");
         if (!IsPrefilled) throw new InvalidOperationException("prefill the sequence before stepping it");
         if (IsFinished) return;
         long start = Stopwatch.GetTimestamp();
@@ -94,8 +121,53 @@ public sealed class GenerationSequence
         else
         {
             _one[0] = _pending;
-            Advance(_session.Forward(_one));
+            Advance(session.Forward(_one));
         }
+        _decodeTime += Stopwatch.GetElapsedTime(start);
+    }
+
+    /// <summary>
+    /// Batched: before a batch step, queues what this sequence runs next (its prompt, then its last picked token)
+    /// unless earlier tokens are still queued (a long prompt runs over several steps). A cancelled sequence finishes
+    /// here instead and drops its queue. Returns false when the sequence is finished.
+    /// </summary>
+    public bool QueueNext()
+    {
+        var sequence = _batchSequence ?? throw new InvalidOperationException("a session's sequence runs through Prefill and Step");
+        if (IsFinished) return false;
+        if (_cancel.IsCancellationRequested)
+        {
+            if (!sequence.IsRemoved) sequence.ClearPending();
+            _queued = false;
+            Finish(FinishReason.Cancelled);
+            return false;
+        }
+        if (_queued) return true;
+        if (!IsPrefilled) sequence.Append(_prompt);
+        else
+        {
+            _one[0] = _pending;
+            sequence.Append(_one);
+        }
+        _queued = true;
+        return true;
+    }
+
+    /// <summary>
+    /// Batched: after a batch step that took <paramref name="stepTime"/>, picks the next token if this sequence's
+    /// queued tokens have all run (its logits are there); otherwise only counts the time.
+    /// </summary>
+    public void AcceptStep(TimeSpan stepTime)
+    {
+        var sequence = _batchSequence ?? throw new InvalidOperationException("a session's sequence runs through Prefill and Step");
+        if (IsFinished || !_queued) return;
+        if (!IsPrefilled) _prefillTime += stepTime;
+        else _decodeTime += stepTime;
+        if (!sequence.HasLogits) return;
+        _queued = false;
+        IsPrefilled = true;
+        long start = Stopwatch.GetTimestamp();
+        Advance(sequence.Logits);
         _decodeTime += Stopwatch.GetElapsedTime(start);
     }
 
@@ -114,9 +186,12 @@ public sealed class GenerationSequence
         if (emit.Length > 0) _onText(emit);
         if (stopped) { Finish(FinishReason.StopString); return; }
         if (_generated.Count == _options.MaxNewTokens) { Finish(FinishReason.Length); return; }
-        if (_session.Position >= _session.ContextLength) { Finish(FinishReason.ContextFull); return; }
+        if (Position >= ContextLength) { Finish(FinishReason.ContextFull); return; }
         _pending = token;
     }
+
+    private int Position => _session?.Position ?? _batchSequence!.Position;
+    private int ContextLength => _session?.ContextLength ?? _batchSequence!.ContextLength;
 
     private void Finish(FinishReason finish)
     {

@@ -147,14 +147,58 @@ public sealed class OptimumBenchmarkTests(OptimumModelFixture fixture) : IClassF
     }
 
     [Fact]
-    public void SequentialFallbackRunsEverySequenceAndSaysSo()
+    public void BatchSizeAboveOneDecodesTheSequencesTogetherAndSaysSo()
     {
         var options = new OptimumOptions { BatchSize = 2, SequenceLength = 4, NewTokens = 24, Iterations = 1, DurationSeconds = 0, WarmupRuns = 0, Threads = 1 };
         var result = OptimumBenchmark.Run(fixture.ModelPath, () => ModelLoader.Load(fixture.ModelPath), options);
-        Assert.Equal(OptimumBatching.Sequential, result.Batching);
+        Assert.Equal(OptimumBatching.Batched, result.Batching);
         Assert.Equal(result.Generate.Latency!.Count * 2 * 23, result.PerToken.Latency!.Count);
         Assert.True(result.Decode.Latency!.Mean > 0, "23 decode steps take time");
         Assert.Equal(2.0 * 23 / result.Decode.Latency.Mean, result.DecodeTokensPerSecond, 6);
+
+        var one = OptimumBenchmark.Run(fixture.ModelPath, () => ModelLoader.Load(fixture.ModelPath), options with { BatchSize = 1 });
+        Assert.Equal(OptimumBatching.Sequential, one.Batching); // a batch of one is a plain session
+    }
+
+    [Fact]
+    public void SequentialFallbackRunsEverySequenceAndSaysSo()
+    {
+        var options = new OptimumOptions { BatchSize = 2, SequenceLength = 4, NewTokens = 24, Iterations = 1, DurationSeconds = 0, WarmupRuns = 0, Threads = 1 };
+        var result = OptimumBenchmark.Run(fixture.ModelPath, () => ModelLoader.Load(fixture.ModelPath), options, SequentialBatchGenerator.Create);
+        Assert.Equal(OptimumBatching.Sequential, result.Batching);
+        Assert.Equal(result.Generate.Latency!.Count * 2 * 23, result.PerToken.Latency!.Count);
+    }
+
+    [Fact]
+    public void BatchedGeneratorPicksTheTokensOfEachSequenceAlone()
+    {
+        using var model = ModelLoader.Load(fixture.ModelPath);
+        var options = new OptimumOptions { BatchSize = 3, SequenceLength = 5, NewTokens = 9, Threads = 2 };
+        var prompts = OptimumBenchmark.RandomPrompts(options, model.Config.VocabSize).ToList();
+        prompts[1] = prompts[1][..2]; // sequences of different lengths
+        using var generator = new BatchedGenerator(model, 3, contextLength: 16, threads: 2);
+        var seen = new List<(int Sequence, int Step)>();
+        generator.Generate(prompts, options.NewTokens, (s, step) => seen.Add((s, step)), CancellationToken.None);
+        generator.Generate(prompts, options.NewTokens, null, CancellationToken.None); // caches are reused, not stale
+
+        Assert.Equal(3 * 9, seen.Count);
+        for (int s = 0; s < 3; s++)
+        {
+            Assert.Equal(Enumerable.Range(0, 9), seen.Where(x => x.Sequence == s).Select(x => x.Step));
+            using var session = new EdgeLM.Inference.InferenceSession(model.Config, model.Weights, 16, threads: 1);
+            var expected = new List<int>();
+            var logits = session.Forward(prompts[s]);
+            while (true)
+            {
+                expected.Add(SequentialBatchGenerator.ArgMax(logits));
+                if (expected.Count == 9) break;
+                logits = session.Forward(new[] { expected[^1] });
+            }
+            Assert.Equal(expected, generator.LastTokens[s]);
+        }
+        Assert.Throws<ArgumentException>(() => generator.Generate([.. prompts, prompts[0]], 2, null, CancellationToken.None));
+        Assert.Throws<OperationCanceledException>(() => generator.Generate(prompts, 2, null, new CancellationToken(true)));
+        generator.Generate(prompts, 2, null, CancellationToken.None); // a cancelled run leaves the batch empty
     }
 
     [Fact]

@@ -157,9 +157,10 @@ public class OpenAiServerTests(ServingFixture fx) : IClassFixture<ServingFixture
         await fx.Http.PostAsJsonAsync("/v1/completions", new { model = "tiny-serve", prompt = "x", max_tokens = 2, seed = 1 });
         string metrics = await fx.Http.GetStringAsync("/metrics");
         Assert.Contains("edgelm_requests_total{endpoint=\"/v1/completions\",status=\"200\"}", metrics);
-        Assert.Contains("edgelm_batching_info{mode=\"interleaved\"} 1", metrics);
+        Assert.Contains("edgelm_batching_info{mode=\"batched\"} 1", metrics);
         foreach (var name in new[] { "edgelm_prompt_tokens_total", "edgelm_generated_tokens_total", "edgelm_prefill_tokens_per_second",
-                     "edgelm_decode_tokens_per_second", "edgelm_queue_length", "edgelm_active_sequences" })
+                     "edgelm_decode_tokens_per_second", "edgelm_queue_length", "edgelm_active_sequences", "edgelm_batch_steps_total",
+                     "edgelm_batch_tokens_total", "edgelm_batch_sequences_total" })
             Assert.Contains($"\n{name} ", metrics);
         var generated = metrics.Split('\n').Single(l => l.StartsWith("edgelm_generated_tokens_total "));
         Assert.True(double.Parse(generated.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) > 0, generated);

@@ -86,3 +86,51 @@ public class SchedulerLifecycleTests(ServingFixture fx) : IClassFixture<ServingF
         return GC.GetTotalMemory(forceFullCollection: true);
     }
 }
+
+[Collection(EdgeLM.Tests.Support.SerialCollection.Name)]
+public class BatchedSchedulingTests(ServingFixture fx) : IClassFixture<ServingFixture>
+{
+    [Fact]
+    public async Task SequencesDecodeTogetherAndEachGetsItsOwnText()
+    {
+        var gate = new GatedStepper();
+        using var scheduler = new SequenceScheduler(fx.Model, fx.Tokenizer, parallel: 3, ServingFixture.Context, threads: 1, maxQueue: 8, gate);
+        Assert.Equal("batched", scheduler.BatchingMode);
+        string[] prompts = ["one", "a longer second prompt to prefill", "3", "four joins when a slot frees"];
+        var options = prompts.Select((_, i) => new EdgeLM.Inference.GenerationOptions
+        {
+            MaxNewTokens = i < 3 ? 20 : 4,
+            StopAtEndOfGeneration = false,
+            Sampling = new() { Temperature = 0.8f, Seed = (ulong)(7 + i) },
+        }).ToArray();
+        var texts = prompts.Select(_ => new System.Text.StringBuilder()).ToArray();
+        var tasks = new Task<EdgeLM.Inference.GenerationResult>[prompts.Length];
+        void Submit(int i)
+        {
+            var ids = fx.Tokenizer.Encode(fx.ChatPrompt(new EdgeLM.Tokenization.ChatMessage("user", prompts[i])));
+            if (fx.Tokenizer.AddBos && fx.Tokenizer.BosId is int bos) ids = [bos, .. ids];
+            var text = texts[i];
+            tasks[i] = scheduler.SubmitAsync(ids, options[i], p => text.Append(p));
+        }
+        // The first request holds the gate with a step of its own; the next two join the batch after it, the last
+        // when the first leaves.
+        Submit(0);
+        await Poll.UntilAsync(() => scheduler.ActiveCount == 1, "the first request runs");
+        for (int i = 1; i < prompts.Length; i++) Submit(i);
+        await Poll.UntilAsync(() => scheduler.QueueLength == 3, "three requests wait behind the first step");
+        gate.Open();
+        var results = await Task.WhenAll(tasks);
+
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            var expected = fx.Generate(fx.ChatPrompt(new EdgeLM.Tokenization.ChatMessage("user", prompts[i])), options[i]);
+            Assert.Equal(expected.Text, texts[i].ToString());
+            Assert.Equal(expected.Result.Tokens, results[i].Tokens);
+        }
+        Assert.Equal(3, scheduler.SessionCount); // the fourth request reused a freed cache
+        // 24 steps, 64 sequence-steps: the first alone, then 20 steps of three, then the last alone for 3.
+        Assert.True(scheduler.StepSequencesTotal > 2 * scheduler.StepsTotal,
+            $"{scheduler.StepSequencesTotal} sequences over {scheduler.StepsTotal} steps: the sequences were not decoded together");
+        Assert.True(scheduler.StepsTotal < results.Sum(r => r.GeneratedTokens), "fewer steps than tokens generated");
+    }
+}

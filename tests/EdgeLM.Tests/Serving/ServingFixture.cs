@@ -59,17 +59,17 @@ public sealed class ServingFixture : IAsyncLifetime
     }
 }
 
-/// <summary>Blocks every decode step until the test opens it: makes "still running" and "still queued" deterministic.</summary>
+/// <summary>Blocks every step until the test opens it: makes "still running" and "still queued" deterministic.</summary>
 public sealed class GatedStepper : ISequenceStepper
 {
     private readonly ManualResetEventSlim _open = new(false);
-    public string Mode => "interleaved";
+    private readonly BatchedStepper _inner = new();
+    public string Mode => _inner.Mode;
     public void Open() => _open.Set();
-    public void Prefill(GenerationSequence sequence) => sequence.Prefill();
-    public void Step(IReadOnlyList<GenerationSequence> sequences)
+    public int Step(BatchedSession batch, IReadOnlyList<GenerationSequence> sequences)
     {
         _open.Wait();
-        foreach (var s in sequences) s.Step();
+        return _inner.Step(batch, sequences);
     }
 }
 

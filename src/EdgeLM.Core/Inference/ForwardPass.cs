@@ -1,0 +1,326 @@
+using System.Diagnostics;
+using EdgeLM.Kernels;
+using EdgeLM.Models;
+using EdgeLM.Tensors;
+using EdgeLM.Tensors.Quantization;
+
+namespace EdgeLM.Inference;
+
+/// <summary>
+/// The decoder stack of a Qwen2/Llama model over up to <see cref="MaxRows"/> token rows at once, shared by
+/// <see cref="InferenceSession"/> (the rows of one sequence) and <see cref="BatchedSession"/> (rows of several
+/// sequences, each with its own KV cache). Every row carries its own cache and position, so one call can mix the
+/// prompt chunk of one sequence with the decode tokens of others: every matmul runs once over all rows (the weights
+/// are streamed once per call), attention runs per (row, head) against the row's own cache.
+/// Each output depends only on its own row (MatMul, norms, RoPE and attention compute a row the same way whatever
+/// its place in the call), so a sequence gets bitwise the same logits alone or batched with others.
+/// Owns the activation buffers, dequantized norms and biases and the rope tables; allocates nothing per call.
+/// </summary>
+internal sealed unsafe class ForwardPass : IDisposable
+{
+    private readonly ModelConfig _config;
+    private readonly ModelWeights _weights;
+    private readonly WorkerPool _pool;
+    private readonly Rope _rope;
+    private readonly AttentionJob _attention;
+    private readonly NativeBuffer _activations;
+    private readonly float[][] _attnNorm, _ffnNorm;
+    private readonly float[]?[] _bq, _bk, _bv;
+    private readonly float[] _outputNorm;
+    private readonly float[]?[] _qNorm, _kNorm; // Qwen3: per-head RMSNorm of q and k before RoPE
+    private readonly int _hidden, _qDim, _kvDim, _ff, _vocab;
+    private readonly float _eps;
+    // Activation buffers for up to MaxRows tokens, row-major [row, feature], carved from _activations.
+    private readonly float* _x, _xb, _q, _k, _v, _attnOut, _gate, _up;
+    // Where each row of the current call belongs: its sequence's cache and its position in that sequence.
+    private readonly KvCache?[] _rowCache;
+    private readonly int[] _rowPosition;
+
+    public int MaxRows { get; }
+    public int ContextLength { get; }
+    public WorkerPool Pool => _pool;
+    public IActivationObserver? Observer { get; set; }
+    public SessionProfile? Profile { get; set; }
+
+    public ForwardPass(ModelConfig config, ModelWeights weights, WorkerPool pool, int contextLength, int maxRows)
+    {
+        _config = config;
+        _weights = weights;
+        _pool = pool;
+        ContextLength = contextLength;
+        MaxRows = maxRows;
+        _hidden = config.HiddenSize;
+        _qDim = config.QDim;
+        _kvDim = config.KvDim;
+        _ff = config.IntermediateSize;
+        _vocab = config.VocabSize;
+        _eps = (float)config.RmsNormEps;
+
+        int layers = config.LayerCount;
+        _attnNorm = new float[layers][];
+        _ffnNorm = new float[layers][];
+        _bq = new float[layers][];
+        _bk = new float[layers][];
+        _bv = new float[layers][];
+        for (int l = 0; l < layers; l++)
+        {
+            var lw = weights.Layers[l];
+            _attnNorm[l] = Dequantize.ToFloat(lw.AttnNorm);
+            _ffnNorm[l] = Dequantize.ToFloat(lw.FfnNorm);
+            _bq[l] = lw.Bq is null ? null : Dequantize.ToFloat(lw.Bq);
+            _bk[l] = lw.Bk is null ? null : Dequantize.ToFloat(lw.Bk);
+            _bv[l] = lw.Bv is null ? null : Dequantize.ToFloat(lw.Bv);
+        }
+        _outputNorm = Dequantize.ToFloat(weights.OutputNorm);
+        _qNorm = weights.Layers.Select(lw => lw.QNorm is null ? null : Dequantize.ToFloat(lw.QNorm)).ToArray();
+        _kNorm = weights.Layers.Select(lw => lw.KNorm is null ? null : Dequantize.ToFloat(lw.KNorm)).ToArray();
+        _rope = new Rope(config.HeadDim, contextLength, config.RopeTheta, config.RopeStyle);
+        _rowCache = new KvCache?[maxRows];
+        _rowPosition = new int[maxRows];
+
+        long b = maxRows;
+        long[] sizes = [b * _hidden, b * _hidden, b * _qDim, b * _kvDim, b * _kvDim, b * _qDim, b * _ff, b * _ff];
+        long total = 0;
+        foreach (long s in sizes) total += AlignedFloats(s);
+        _activations = new NativeBuffer(checked(total * sizeof(float)));
+        var cursor = (float*)_activations.Pointer;
+        float* Take(long count) { float* p = cursor; cursor += AlignedFloats(count); return p; }
+        _x = Take(sizes[0]); _xb = Take(sizes[1]); _q = Take(sizes[2]); _k = Take(sizes[3]);
+        _v = Take(sizes[4]); _attnOut = Take(sizes[5]); _gate = Take(sizes[6]); _up = Take(sizes[7]);
+
+        _attention = new AttentionJob(config, contextLength, _rowCache, _rowPosition, pool.ThreadCount);
+        // Q4_0/Q5_0/Q8_0 matrices into the panel layout of the fast kernels (once per weights; EDGELM_REPACK=0: off).
+        Kernels.Quantized.WeightRepacker.Prepare(weights, pool);
+    }
+
+    // Keeps every buffer 64-byte aligned.
+    private static long AlignedFloats(long count) => (count + 15) & ~15L;
+
+    /// <summary>Rows [first, first + count) of the next <see cref="Run"/> are consecutive tokens of the sequence
+    /// cached in <paramref name="cache"/>, the first at <paramref name="position"/>.</summary>
+    public void SetRows(int first, int count, KvCache cache, int position)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            _rowCache[first + i] = cache;
+            _rowPosition[first + i] = position + i;
+        }
+    }
+
+    /// <summary>
+    /// Runs tokens[i] (row i, placed by <see cref="SetRows"/>) through every layer: stores each row's key and value
+    /// in its cache at its position and leaves the final hidden states in the rows of _x. Callers have checked the
+    /// tokens, positions and row count.
+    /// </summary>
+    public void Run(ReadOnlySpan<int> tokens)
+    {
+        int n = tokens.Length;
+        int d = _hidden, heads = _config.HeadCount, kvHeads = _config.KvHeadCount;
+        var embedding = _weights.TokenEmbedding;
+        long embeddingStride = embedding.RowStride;
+        long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
+        var packedEmbedding = Kernels.Quantized.WeightRepacker.Find(embedding); // tied output head: read the packed copy
+        for (int i = 0; i < n; i++)
+        {
+            if (packedEmbedding != null) packedEmbedding.DequantizeRow(tokens[i], _x + (long)i * d);
+            else RowConvert.RowUnchecked(embedding.Type, embedding.Data + tokens[i] * embeddingStride, embeddingStride, _x + (long)i * d, d);
+        }
+        Lap(ref mark, ProfilePart.Embedding);
+
+        for (int l = 0; l < _config.LayerCount; l++)
+        {
+            var lw = _weights.Layers[l];
+            Observe(l, ActivationSite.BlockInput, _x, n, d);
+            fixed (float* norm = _attnNorm[l])
+                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
+            Observe(l, ActivationSite.AttentionInput, _xb, n, d);
+            Lap(ref mark, ProfilePart.AttentionNorm);
+            MatMul.ComputeFused(_pool, _xb, n, lw.Wq, _q, lw.Wk, _k, lw.Wv, _v);
+            Lap(ref mark, ProfilePart.QkvMatMul);
+            AddBias(_q, _bq[l], n, _qDim);
+            AddBias(_k, _bk[l], n, _kvDim);
+            AddBias(_v, _bv[l], n, _kvDim);
+            HeadRmsNorm(_q, _qNorm[l], n * heads);
+            HeadRmsNorm(_k, _kNorm[l], n * kvHeads);
+            for (int i = 0; i < n; i++)
+            {
+                int position = _rowPosition[i];
+                _rope.Apply(_q + (long)i * _qDim, heads, position);
+                _rope.Apply(_k + (long)i * _kvDim, kvHeads, position);
+                _rowCache[i]!.Store(l, position, _k + (long)i * _kvDim, _v + (long)i * _kvDim);
+            }
+            Lap(ref mark, ProfilePart.RopeAndCache);
+
+            // Every row's key and value of this layer is stored before any attention reads the caches, so rows of
+            // one sequence in one call see each other causally.
+            _attention.Setup(l, _q, _attnOut);
+            _pool.Run(_attention, n * heads, _pool.GrainFor(n * heads));
+            Lap(ref mark, ProfilePart.Attention);
+
+            Observe(l, ActivationSite.AttentionOutput, _attnOut, n, _qDim);
+            MatMul.Compute(lw.Wo, new ReadOnlySpan<float>(_attnOut, n * _qDim), new Span<float>(_xb, n * d), n, _pool);
+            Elementwise.Add(_x, _xb, n * d);
+            Lap(ref mark, ProfilePart.AttentionOutput);
+
+            fixed (float* norm = _ffnNorm[l])
+                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
+            Observe(l, ActivationSite.FfnInput, _xb, n, d);
+            Lap(ref mark, ProfilePart.FfnNorm);
+            MatMul.ComputeFused(_pool, _xb, n, lw.Gate, _gate, lw.Up, _up);
+            Lap(ref mark, ProfilePart.GateUpMatMul);
+            // Row by row: the vector kernel's scalar tail then falls on the same features of every row, so a row's
+            // result does not depend on how many rows share the call.
+            for (int i = 0; i < n; i++) SwiGlu.Apply(_gate + (long)i * _ff, _up + (long)i * _ff, _ff);
+            Lap(ref mark, ProfilePart.SwiGlu);
+            Observe(l, ActivationSite.FfnHidden, _gate, n, _ff);
+            MatMul.Compute(lw.Down, new ReadOnlySpan<float>(_gate, n * _ff), new Span<float>(_xb, n * d), n, _pool);
+            Elementwise.Add(_x, _xb, n * d);
+            Lap(ref mark, ProfilePart.DownMatMul);
+            Observe(l, ActivationSite.BlockOutput, _x, n, d);
+        }
+        // A removed sequence's cache must not stay reachable from here.
+        Array.Clear(_rowCache, 0, n);
+    }
+
+    /// <summary>
+    /// Logits of the listed rows of the last <see cref="Run"/>: output norm of each, then one matmul over all of them
+    /// (the output head, the largest weight, is streamed once). logits[k * vocab ..] belongs to rows[k].
+    /// </summary>
+    public void Logits(ReadOnlySpan<int> rows, Span<float> logits)
+    {
+        int count = rows.Length, d = _hidden;
+        long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
+        fixed (float* norm = _outputNorm)
+            for (int k = 0; k < count; k++) RmsNorm.Apply(_x + (long)rows[k] * d, norm, _xb + (long)k * d, d, _eps);
+        Lap(ref mark, ProfilePart.OutputNorm);
+        MatMul.Compute(_weights.Output, new ReadOnlySpan<float>(_xb, count * d), logits[..(count * _vocab)], count, _pool);
+        Lap(ref mark, ProfilePart.OutputHead);
+    }
+
+    public long StartProfile()
+    {
+        if (Profile is null) return 0;
+        _pool.Profiling = true;
+        _pool.WaitTicks = 0;
+        _pool.MatMulJob.QuantizeTicks = 0;
+        return Stopwatch.GetTimestamp();
+    }
+
+    public void EndProfile(long begin, int tokens)
+    {
+        if (Profile is not { } profile) return;
+        profile.AddForward(tokens, Stopwatch.GetTimestamp() - begin);
+        profile.Add(ProfilePart.PoolWait, _pool.WaitTicks);
+        profile.Add(ProfilePart.QuantizeInput, _pool.MatMulJob.QuantizeTicks);
+        _pool.Profiling = false;
+    }
+
+    /// <summary>Charges the time since <paramref name="mark"/> to <paramref name="part"/> and restarts the mark.</summary>
+    private void Lap(ref long mark, ProfilePart part)
+    {
+        if (Profile is not { } profile) return;
+        long now = Stopwatch.GetTimestamp();
+        profile.Add(part, now - mark);
+        mark = now;
+    }
+
+    private void Observe(int layer, ActivationSite site, float* rows, int n, int width)
+    {
+        if (Observer is { } observer) observer.Observe(layer, site, new ReadOnlySpan<float>(rows, n * width), n, width);
+    }
+
+    private static void AddBias(float* rows, float[]? bias, int n, int width)
+    {
+        if (bias is null) return;
+        fixed (float* b = bias)
+            for (int i = 0; i < n; i++) Elementwise.Add(rows + (long)i * width, b, width);
+    }
+
+    /// <summary>RMSNorm over each head_dim-long vector in place (Qwen3's q_norm / k_norm); nothing when weight is null.</summary>
+    private void HeadRmsNorm(float* heads, float[]? weight, int count)
+    {
+        if (weight is null) return;
+        int hd = _config.HeadDim;
+        fixed (float* w = weight)
+            for (int i = 0; i < count; i++) RmsNorm.Apply(heads + (long)i * hd, w, heads + (long)i * hd, hd, _eps);
+    }
+
+    public void Dispose() => _activations.Dispose();
+
+    /// <summary>
+    /// Causal attention of each row against its own sequence's cache, one (row, head) pair per work item: scores over
+    /// every cached position up to the row's own, softmax, weighted sum of values. Per-thread score buffers of
+    /// context length.
+    /// </summary>
+    private sealed class AttentionJob : IRangeJob
+    {
+        private readonly KvCache?[] _rowCache;
+        private readonly int[] _rowPosition;
+        private readonly int _heads, _headDim, _kvDim, _groupSize;
+        private readonly float _scale;
+        private readonly float[][] _scores;
+        private readonly float[][] _convertedRow; // F16 cache: one key/value head converted to float
+        private int _layer;
+        private float* _q, _out;
+
+        public AttentionJob(ModelConfig config, int contextLength, KvCache?[] rowCache, int[] rowPosition, int threads)
+        {
+            _rowCache = rowCache;
+            _rowPosition = rowPosition;
+            _heads = config.HeadCount;
+            _headDim = config.HeadDim;
+            _kvDim = config.KvDim;
+            _groupSize = config.HeadCount / config.KvHeadCount;
+            _scale = (float)(1.0 / Math.Sqrt(config.HeadDim));
+            _scores = new float[threads][];
+            _convertedRow = new float[threads][];
+            for (int i = 0; i < threads; i++)
+            {
+                _scores[i] = new float[contextLength];
+                _convertedRow[i] = new float[config.HeadDim];
+            }
+        }
+
+        public void Setup(int layer, float* q, float* output)
+        {
+            _layer = layer; _q = q; _out = output;
+        }
+
+        public void Execute(int begin, int end, int worker)
+        {
+            int hd = _headDim, kvDim = _kvDim;
+            fixed (float* scores = _scores[worker], row = _convertedRow[worker])
+            {
+                for (int item = begin; item < end; item++)
+                {
+                    int token = item / _heads, head = item % _heads;
+                    var cache = _rowCache[token]!;
+                    bool f16 = cache.Type == KvCacheType.F16;
+                    byte* keys = cache.Keys(_layer), values = cache.Values(_layer);
+                    int kvOffset = head / _groupSize * hd;
+                    int visible = _rowPosition[token] + 1;
+                    float* q = _q + (long)token * _heads * hd + head * hd;
+                    for (int j = 0; j < visible; j++)
+                    {
+                        long at = (long)j * kvDim + kvOffset;
+                        float* k;
+                        if (f16) { RowConvert.HalfToSingle((ushort*)keys + at, row, hd); k = row; }
+                        else k = (float*)keys + at;
+                        scores[j] = Dot.Compute(q, k, hd) * _scale;
+                    }
+                    Softmax.Apply(scores, visible);
+                    float* o = _out + (long)token * _heads * hd + head * hd;
+                    new Span<float>(o, hd).Clear();
+                    for (int j = 0; j < visible; j++)
+                    {
+                        long at = (long)j * kvDim + kvOffset;
+                        float* v;
+                        if (f16) { RowConvert.HalfToSingle((ushort*)values + at, row, hd); v = row; }
+                        else v = (float*)values + at;
+                        Dot.Axpy(scores[j], v, o, hd);
+                    }
+                }
+            }
+        }
+    }
+}
