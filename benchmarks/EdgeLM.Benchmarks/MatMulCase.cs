@@ -41,5 +41,13 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
     public static IEnumerable<MatMulCase> Gemm() =>
         from t in Types from s in GemmShapes where Fits(t, s.In) select new MatMulCase(t, s.Out, s.In, GemmTokens);
 
+    /// <summary>Float weights (F16 is the unquantized baseline users bench first) at llama-bench's pp512 batch.</summary>
+    public static readonly GgmlType[] FloatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
+
+    public const int PrefillTokens = 512;
+
+    public static IEnumerable<MatMulCase> FloatPrefill() =>
+        from t in FloatTypes from s in GemmShapes select new MatMulCase(t, s.Out, s.In, PrefillTokens);
+
     public static bool Fits(GgmlType type, int rowLength) => rowLength % GgmlTypeInfo.BlockSize(type) == 0;
 }

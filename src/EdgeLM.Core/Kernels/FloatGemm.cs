@@ -15,8 +15,8 @@ namespace EdgeLM.Kernels;
 /// </summary>
 internal static unsafe class FloatGemm
 {
-    /// <summary>k values per pass of the prefill tile: 4 weight rows and 3 token rows of it stay in L1.</summary>
-    internal const int DepthBlock = 512;
+    /// <summary>k values per pass of the prefill tile: a unit's 16 converted rows of it (16 KB) and 3 token rows stay in L1.</summary>
+    internal const int DepthBlock = 256;
 
     /// <summary>Floats of per-worker scratch <see cref="Unit"/> needs: the converted rows and the parked accumulators.</summary>
     public static long ScratchFloats(int rows, int tokens, int k) => (long)rows * k + (long)rows * tokens * 16;
