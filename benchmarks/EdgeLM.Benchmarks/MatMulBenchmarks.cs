@@ -101,3 +101,20 @@ public class PackedGemmBenchmarks : MatMulBenchmarkBase
     [Benchmark]
     public void PackedGemm() => Run();
 }
+
+/// <summary>
+/// Float-weight GEMM at a full pp512 batch: the converted-once weight panel and the k-blocked 4x3 tile, where the
+/// FFN shapes spend prompt processing time (GOP/s column; compare with 2 FMA x 8 lanes x 2 x clock per core).
+/// </summary>
+public class FloatPrefillBenchmarks : MatMulBenchmarkBase
+{
+    public static IEnumerable<MatMulCase> Cases => MatMulCase.FloatPrefill();
+
+    [ParamsSource(nameof(Cases))]
+    public MatMulCase Case { get; set; } = MatMulCase.FloatPrefill().First();
+
+    public override MatMulCase CurrentCase => Case;
+
+    [Benchmark]
+    public void Prefill() => Run();
+}

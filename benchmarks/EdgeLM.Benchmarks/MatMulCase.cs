@@ -44,5 +44,13 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
     /// <summary>Types that sessions repack into panels (EdgeLM.Kernels.Quantized.RepackedMatrix).</summary>
     public static bool Repackable(GgmlType type) => type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0;
 
+    /// <summary>Float weights (F16 is the unquantized baseline users bench first) at llama-bench's pp512 batch.</summary>
+    public static readonly GgmlType[] FloatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
+
+    public const int PrefillTokens = 512;
+
+    public static IEnumerable<MatMulCase> FloatPrefill() =>
+        from t in FloatTypes from s in GemmShapes select new MatMulCase(t, s.Out, s.In, PrefillTokens);
+
     public static bool Fits(GgmlType type, int rowLength) => rowLength % GgmlTypeInfo.BlockSize(type) == 0;
 }

@@ -1,147 +1,237 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using EdgeLM.Tensors;
 
 namespace EdgeLM.Kernels;
 
 /// <summary>
-/// Register-blocked float GEMM tiles for F32 weights and F16/BF16 rows converted to float: y[c, r] = dot(w_r, x_c).
-/// Tiles of 4 rows x 3 columns keep 12 accumulators in registers, so each loaded weight vector feeds three FMAs and
-/// each activation vector four. Every output is one accumulator over k in order, reduced once, plus a scalar tail,
-/// exactly like <see cref="Dot.Dot4Half256"/>; so an output has the same bits whatever the tile it falls in.
+/// Float-weight matmul (F32, F16, BF16, and types without an integer kernel dequantized to float):
+/// y[t, r] = dot(w_r, x_t) for one unit of weight rows.
+/// <para>Exactness: every output is one Count-lane accumulator over k in ascending steps, reduced once with
+/// <c>Sum</c>, plus the k % Count tail added in order. The decode kernel (<see cref="Rows4"/>, converting in registers),
+/// the blocked prefill tile (<see cref="Kernel4x3"/>, accumulators parked in scratch between k blocks, which stores
+/// them exactly) and the edge paths all follow that order, so an output has the same bits whatever n, the thread
+/// count or its place in a tile.</para>
 /// </summary>
 internal static unsafe class FloatGemm
 {
-    public static void Tile(float* w, long wStride, int rows, float* x, long xStride, int cols, int k, float* y, long yStride)
+    /// <summary>k values per pass of the prefill tile: a unit's 16 converted rows of it (16 KB) and 3 token rows stay in L1.</summary>
+    internal const int DepthBlock = 256;
+
+    /// <summary>Floats of per-worker scratch <see cref="Unit"/> needs: the converted rows and the parked accumulators.</summary>
+    public static long ScratchFloats(int rows, int tokens, int k) => (long)rows * k + (long)rows * tokens * 16;
+
+    /// <summary>
+    /// Rows [0, rows) of w (row stride in bytes) against tokens [0, n) of x (n rows of k floats):
+    /// y[t * yStride + r]. scratch holds <see cref="ScratchFloats"/>(rows, min(n, tokensPerChunk), k) floats.
+    /// </summary>
+    public static void Unit(GgmlType type, byte* w, long wStride, int rows, float* x, int n, int k, int tokensPerChunk, float* y, long yStride, float* scratch)
     {
-        if (Vector256.IsHardwareAccelerated) Tile256(w, wStride, rows, x, xStride, cols, k, y, yStride);
-        else if (Vector128.IsHardwareAccelerated) Tile128(w, wStride, rows, x, xStride, cols, k, y, yStride);
-        else TileScalar(w, wStride, rows, x, xStride, cols, k, y, yStride);
+        if (Vector512.IsHardwareAccelerated) Unit<Lanes512>(type, w, wStride, rows, x, n, k, tokensPerChunk, y, yStride, scratch);
+        else if (Vector256.IsHardwareAccelerated) Unit<Lanes256>(type, w, wStride, rows, x, n, k, tokensPerChunk, y, yStride, scratch);
+        else if (Vector128.IsHardwareAccelerated) Unit<Lanes128>(type, w, wStride, rows, x, n, k, tokensPerChunk, y, yStride, scratch);
+        else UnitScalar(type, w, wStride, rows, x, n, k, tokensPerChunk, y, yStride, scratch);
     }
 
-    internal static void TileScalar(float* w, long wStride, int rows, float* x, long xStride, int cols, int k, float* y, long yStride)
+    internal static void Unit<TL>(GgmlType type, byte* w, long wStride, int rows, float* x, int n, int k, int tokensPerChunk, float* y, long yStride, float* scratch)
+        where TL : struct, IFloatLanes<TL>
+    {
+        if (n == 1)
+        {
+            // Decode: each weight row is used once, so convert in registers rather than through scratch.
+            switch (type)
+            {
+                case GgmlType.F32: Decode<TL, F32Rows>(type, w, wStride, rows, x, k, y, scratch); return;
+                case GgmlType.F16: Decode<TL, F16Rows>(type, w, wStride, rows, x, k, y, scratch); return;
+                case GgmlType.BF16: Decode<TL, BF16Rows>(type, w, wStride, rows, x, k, y, scratch); return;
+            }
+        }
+        // Prefill: rows are converted once per unit and reused by every token chunk.
+        float* panel;
+        long panelStride;
+        if (type == GgmlType.F32) { panel = (float*)w; panelStride = wStride / sizeof(float); }
+        else
+        {
+            panel = scratch;
+            panelStride = k;
+            for (int r = 0; r < rows; r++) ConvertRow<TL>(type, w + r * wStride, wStride, panel + (long)r * k, k);
+        }
+        float* partials = scratch + (long)rows * k;
+        for (int t0 = 0; t0 < n; t0 += tokensPerChunk)
+        {
+            int cols = Math.Min(tokensPerChunk, n - t0);
+            Tile<TL>(panel, panelStride, rows, x + (long)t0 * k, k, cols, k, y + t0 * yStride, yStride, partials);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ConvertRow<TL>(GgmlType type, byte* src, long rowBytes, float* dst, int k) where TL : struct, IFloatLanes<TL>
+    {
+        if (type == GgmlType.F16) RowConvert.HalfToSingle<TL>((ushort*)src, dst, k);
+        else RowConvert.RowUnchecked(type, src, rowBytes, dst, k);
+    }
+
+    private static void Decode<TL, TF>(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch)
+        where TL : struct, IFloatLanes<TL> where TF : struct, IRowFormat
+    {
+        int r = 0;
+        for (; r + 4 <= rows; r += 4)
+        {
+            byte* quad = w + r * wStride;
+            if (Rows4<TL, TF>(quad, wStride, x, k, y + r)) continue;
+            // A half inf/NaN: redo the quad from exactly converted rows (the order is the same).
+            for (int i = 0; i < 4; i++) ConvertRow<TL>(type, quad + i * wStride, wStride, scratch + (long)i * k, k);
+            Rows4<TL, F32Rows>((byte*)scratch, (long)k * sizeof(float), x, k, y + r);
+        }
+        for (; r < rows; r++)
+        {
+            ConvertRow<TL>(type, w + r * wStride, wStride, scratch, k);
+            y[r] = Row1<TL>(scratch, x, k);
+        }
+    }
+
+    /// <summary>
+    /// Four rows against one token: y[0..3]. Returns false, with y undefined, when an F16 row holds an inf/NaN
+    /// (the in-register conversion is exact for finite values only).
+    /// </summary>
+    internal static bool Rows4<TL, TF>(byte* w, long wStride, float* x, int k, float* y)
+        where TL : struct, IFloatLanes<TL> where TF : struct, IRowFormat
+    {
+        byte* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
+        TL a0 = TL.Zero, a1 = TL.Zero, a2 = TL.Zero, a3 = TL.Zero;
+        TL high = TL.Zero, low = TL.Zero;
+        int i = 0;
+        for (; i + TL.Count <= k; i += TL.Count)
+        {
+            var xv = TL.Load(x + i);
+            TL v0 = TF.Load<TL>(w0, i), v1 = TF.Load<TL>(w1, i), v2 = TF.Load<TL>(w2, i), v3 = TF.Load<TL>(w3, i);
+            a0 = TL.MultiplyAdd(v0, xv, a0);
+            a1 = TL.MultiplyAdd(v1, xv, a1);
+            a2 = TL.MultiplyAdd(v2, xv, a2);
+            a3 = TL.MultiplyAdd(v3, xv, a3);
+            if (TF.NeedsRangeCheck)
+            {
+                high = TL.Max(high, TL.Max(TL.Max(v0, v1), TL.Max(v2, v3)));
+                low = TL.Min(low, TL.Min(TL.Min(v0, v1), TL.Min(v2, v3)));
+            }
+        }
+        if (TF.NeedsRangeCheck && TL.OutsideHalfRange(high, low)) return false;
+        float s0 = TL.Sum(a0), s1 = TL.Sum(a1), s2 = TL.Sum(a2), s3 = TL.Sum(a3);
+        for (; i < k; i++)
+        {
+            float xi = x[i];
+            s0 += TF.Scalar(w0, i) * xi; s1 += TF.Scalar(w1, i) * xi; s2 += TF.Scalar(w2, i) * xi; s3 += TF.Scalar(w3, i) * xi;
+        }
+        y[0] = s0; y[1] = s1; y[2] = s2; y[3] = s3;
+        return true;
+    }
+
+    /// <summary>One float row against one token (rows left over from quads).</summary>
+    internal static float Row1<TL>(float* w, float* x, int k) where TL : struct, IFloatLanes<TL>
+    {
+        var acc = TL.Zero;
+        int i = 0;
+        for (; i + TL.Count <= k; i += TL.Count) acc = TL.MultiplyAdd(TL.Load(w + i), TL.Load(x + i), acc);
+        float sum = TL.Sum(acc);
+        for (; i < k; i++) sum += w[i] * x[i];
+        return sum;
+    }
+
+    /// <summary>
+    /// y[c * yStride + r] = dot(w_r, x_c) for float rows. Blocks of 4 rows x 3 tokens keep 12 accumulators in
+    /// registers (each weight load feeds 3 FMAs, each token load 4); k is walked in <see cref="DepthBlock"/> slices
+    /// so the rows and tokens of a block come from L1, the accumulators parked in partials in between
+    /// (rows * cols * TL.Count floats).
+    /// </summary>
+    internal static void Tile<TL>(float* w, long wStride, int rows, float* x, long xStride, int cols, int k, float* y, long yStride, float* partials)
+        where TL : struct, IFloatLanes<TL>
+    {
+        int quads = rows / 4, triples = cols / 3;
+        int kVector = k - k % TL.Count;
+        const int Block = 12; // accumulators of one 4x3 block
+        if (quads > 0 && triples > 0)
+        {
+            int from = 0;
+            do
+            {
+                int to = Math.Min(kVector, from + DepthBlock);
+                for (int t = 0; t < triples; t++)
+                    for (int q = 0; q < quads; q++)
+                        Kernel4x3<TL>(w + 4 * q * wStride, wStride, x + 3 * t * xStride, xStride, from, to,
+                            partials + (long)(t * quads + q) * Block * TL.Count, from == 0);
+                from = to;
+            } while (from < kVector);
+
+            for (int t = 0; t < triples; t++)
+                for (int q = 0; q < quads; q++)
+                {
+                    float* acc = partials + (long)(t * quads + q) * Block * TL.Count;
+                    for (int c = 0; c < 3; c++)
+                        for (int r = 0; r < 4; r++)
+                        {
+                            float* wr = w + (4 * q + r) * wStride, xc = x + (3 * t + c) * xStride;
+                            float sum = TL.Sum(TL.Load(acc + (c * 4 + r) * TL.Count));
+                            for (int i = kVector; i < k; i++) sum += wr[i] * xc[i];
+                            y[(3 * t + c) * yStride + 4 * q + r] = sum;
+                        }
+                }
+        }
+        // Edges: tokens past the last triple by quads, rows past the last quad one at a time (same order).
+        float* yq = stackalloc float[4];
+        for (int c = 3 * triples; c < cols; c++)
+            for (int q = 0; q < quads; q++)
+            {
+                Rows4<TL, F32Rows>((byte*)(w + 4 * q * wStride), wStride * sizeof(float), x + c * xStride, k, yq);
+                for (int r = 0; r < 4; r++) y[c * yStride + 4 * q + r] = yq[r];
+            }
+        for (int r = 4 * quads; r < rows; r++)
+            for (int c = 0; c < cols; c++) y[c * yStride + r] = Row1<TL>(w + r * wStride, x + c * xStride, k);
+    }
+
+    /// <summary>Accumulators of a 4x3 block over k in [from, to) (multiples of TL.Count); acc[(c * 4 + r) * Count].</summary>
+    private static void Kernel4x3<TL>(float* w, long wStride, float* x, long xStride, int from, int to, float* acc, bool first)
+        where TL : struct, IFloatLanes<TL>
+    {
+        float* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
+        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride;
+        int n = TL.Count;
+        TL a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23;
+        if (first)
+        {
+            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = a20 = a21 = a22 = a23 = TL.Zero;
+        }
+        else
+        {
+            a00 = TL.Load(acc); a01 = TL.Load(acc + n); a02 = TL.Load(acc + 2 * n); a03 = TL.Load(acc + 3 * n);
+            a10 = TL.Load(acc + 4 * n); a11 = TL.Load(acc + 5 * n); a12 = TL.Load(acc + 6 * n); a13 = TL.Load(acc + 7 * n);
+            a20 = TL.Load(acc + 8 * n); a21 = TL.Load(acc + 9 * n); a22 = TL.Load(acc + 10 * n); a23 = TL.Load(acc + 11 * n);
+        }
+        for (int i = from; i < to; i += TL.Count)
+        {
+            var c0 = TL.Load(x0 + i); var c1 = TL.Load(x1 + i); var c2 = TL.Load(x2 + i);
+            var v = TL.Load(w0 + i);
+            a00 = TL.MultiplyAdd(v, c0, a00); a10 = TL.MultiplyAdd(v, c1, a10); a20 = TL.MultiplyAdd(v, c2, a20);
+            v = TL.Load(w1 + i);
+            a01 = TL.MultiplyAdd(v, c0, a01); a11 = TL.MultiplyAdd(v, c1, a11); a21 = TL.MultiplyAdd(v, c2, a21);
+            v = TL.Load(w2 + i);
+            a02 = TL.MultiplyAdd(v, c0, a02); a12 = TL.MultiplyAdd(v, c1, a12); a22 = TL.MultiplyAdd(v, c2, a22);
+            v = TL.Load(w3 + i);
+            a03 = TL.MultiplyAdd(v, c0, a03); a13 = TL.MultiplyAdd(v, c1, a13); a23 = TL.MultiplyAdd(v, c2, a23);
+        }
+        TL.Store(a00, acc); TL.Store(a01, acc + n); TL.Store(a02, acc + 2 * n); TL.Store(a03, acc + 3 * n);
+        TL.Store(a10, acc + 4 * n); TL.Store(a11, acc + 5 * n); TL.Store(a12, acc + 6 * n); TL.Store(a13, acc + 7 * n);
+        TL.Store(a20, acc + 8 * n); TL.Store(a21, acc + 9 * n); TL.Store(a22, acc + 10 * n); TL.Store(a23, acc + 11 * n);
+    }
+
+    /// <summary>No SIMD: rows to float, then plain dots (decode and prefill alike, so they agree bitwise).</summary>
+    internal static void UnitScalar(GgmlType type, byte* w, long wStride, int rows, float* x, int n, int k, int tokensPerChunk, float* y, long yStride, float* scratch)
     {
         for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-                y[c * yStride + r] = Dot.DotScalar(w + r * wStride, x + c * xStride, k);
-    }
-
-    internal static void Tile256(float* w, long wStride, int rows, float* x, long xStride, int cols, int k, float* y, long yStride)
-    {
-        int r = 0;
-        for (; r + 4 <= rows; r += 4)
         {
-            int c = 0;
-            for (; c + 3 <= cols; c += 3) Kernel4x3x256(w + r * wStride, wStride, x + c * xStride, xStride, k, y + c * yStride + r, yStride);
-            for (; c < cols; c++)
-                for (int i = 0; i < 4; i++) y[c * yStride + r + i] = Dot1x256(w + (r + i) * wStride, x + c * xStride, k);
-        }
-        for (; r < rows; r++)
-            for (int c = 0; c < cols; c++) y[c * yStride + r] = Dot1x256(w + r * wStride, x + c * xStride, k);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot1x256(float* w, float* x, int k)
-    {
-        var acc = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 8 <= k; i += 8) acc = Vector256.MultiplyAddEstimate(Vector256.Load(w + i), Vector256.Load(x + i), acc);
-        float sum = Vector256.Sum(acc);
-        for (; i < k; i++) sum += w[i] * x[i];
-        return sum;
-    }
-
-    private static void Kernel4x3x256(float* w, long wStride, float* x, long xStride, int k, float* y, long yStride)
-    {
-        float* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
-        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride;
-        Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default;
-        int i = 0;
-        for (; i + 8 <= k; i += 8)
-        {
-            var v0 = Vector256.Load(w0 + i); var v1 = Vector256.Load(w1 + i);
-            var v2 = Vector256.Load(w2 + i); var v3 = Vector256.Load(w3 + i);
-            var xv = Vector256.Load(x0 + i);
-            a00 = Vector256.MultiplyAddEstimate(v0, xv, a00); a01 = Vector256.MultiplyAddEstimate(v1, xv, a01);
-            a02 = Vector256.MultiplyAddEstimate(v2, xv, a02); a03 = Vector256.MultiplyAddEstimate(v3, xv, a03);
-            xv = Vector256.Load(x1 + i);
-            a10 = Vector256.MultiplyAddEstimate(v0, xv, a10); a11 = Vector256.MultiplyAddEstimate(v1, xv, a11);
-            a12 = Vector256.MultiplyAddEstimate(v2, xv, a12); a13 = Vector256.MultiplyAddEstimate(v3, xv, a13);
-            xv = Vector256.Load(x2 + i);
-            a20 = Vector256.MultiplyAddEstimate(v0, xv, a20); a21 = Vector256.MultiplyAddEstimate(v1, xv, a21);
-            a22 = Vector256.MultiplyAddEstimate(v2, xv, a22); a23 = Vector256.MultiplyAddEstimate(v3, xv, a23);
-        }
-        float* y0 = y, y1 = y + yStride, y2 = y + 2 * yStride;
-        y0[0] = Vector256.Sum(a00); y0[1] = Vector256.Sum(a01); y0[2] = Vector256.Sum(a02); y0[3] = Vector256.Sum(a03);
-        y1[0] = Vector256.Sum(a10); y1[1] = Vector256.Sum(a11); y1[2] = Vector256.Sum(a12); y1[3] = Vector256.Sum(a13);
-        y2[0] = Vector256.Sum(a20); y2[1] = Vector256.Sum(a21); y2[2] = Vector256.Sum(a22); y2[3] = Vector256.Sum(a23);
-        for (; i < k; i++)
-        {
-            float b0 = w0[i], b1 = w1[i], b2 = w2[i], b3 = w3[i];
-            y0[0] += b0 * x0[i]; y0[1] += b1 * x0[i]; y0[2] += b2 * x0[i]; y0[3] += b3 * x0[i];
-            y1[0] += b0 * x1[i]; y1[1] += b1 * x1[i]; y1[2] += b2 * x1[i]; y1[3] += b3 * x1[i];
-            y2[0] += b0 * x2[i]; y2[1] += b1 * x2[i]; y2[2] += b2 * x2[i]; y2[3] += b3 * x2[i];
-        }
-    }
-
-    internal static void Tile128(float* w, long wStride, int rows, float* x, long xStride, int cols, int k, float* y, long yStride)
-    {
-        int r = 0;
-        for (; r + 4 <= rows; r += 4)
-        {
-            int c = 0;
-            for (; c + 3 <= cols; c += 3) Kernel4x3x128(w + r * wStride, wStride, x + c * xStride, xStride, k, y + c * yStride + r, yStride);
-            for (; c < cols; c++)
-                for (int i = 0; i < 4; i++) y[c * yStride + r + i] = Dot1x128(w + (r + i) * wStride, x + c * xStride, k);
-        }
-        for (; r < rows; r++)
-            for (int c = 0; c < cols; c++) y[c * yStride + r] = Dot1x128(w + r * wStride, x + c * xStride, k);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot1x128(float* w, float* x, int k)
-    {
-        var acc = Vector128<float>.Zero;
-        int i = 0;
-        for (; i + 4 <= k; i += 4) acc = Vector128.MultiplyAddEstimate(Vector128.Load(w + i), Vector128.Load(x + i), acc);
-        float sum = Vector128.Sum(acc);
-        for (; i < k; i++) sum += w[i] * x[i];
-        return sum;
-    }
-
-    private static void Kernel4x3x128(float* w, long wStride, float* x, long xStride, int k, float* y, long yStride)
-    {
-        float* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
-        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride;
-        Vector128<float> a00 = default, a01 = default, a02 = default, a03 = default;
-        Vector128<float> a10 = default, a11 = default, a12 = default, a13 = default;
-        Vector128<float> a20 = default, a21 = default, a22 = default, a23 = default;
-        int i = 0;
-        for (; i + 4 <= k; i += 4)
-        {
-            var v0 = Vector128.Load(w0 + i); var v1 = Vector128.Load(w1 + i);
-            var v2 = Vector128.Load(w2 + i); var v3 = Vector128.Load(w3 + i);
-            var xv = Vector128.Load(x0 + i);
-            a00 = Vector128.MultiplyAddEstimate(v0, xv, a00); a01 = Vector128.MultiplyAddEstimate(v1, xv, a01);
-            a02 = Vector128.MultiplyAddEstimate(v2, xv, a02); a03 = Vector128.MultiplyAddEstimate(v3, xv, a03);
-            xv = Vector128.Load(x1 + i);
-            a10 = Vector128.MultiplyAddEstimate(v0, xv, a10); a11 = Vector128.MultiplyAddEstimate(v1, xv, a11);
-            a12 = Vector128.MultiplyAddEstimate(v2, xv, a12); a13 = Vector128.MultiplyAddEstimate(v3, xv, a13);
-            xv = Vector128.Load(x2 + i);
-            a20 = Vector128.MultiplyAddEstimate(v0, xv, a20); a21 = Vector128.MultiplyAddEstimate(v1, xv, a21);
-            a22 = Vector128.MultiplyAddEstimate(v2, xv, a22); a23 = Vector128.MultiplyAddEstimate(v3, xv, a23);
-        }
-        float* y0 = y, y1 = y + yStride, y2 = y + 2 * yStride;
-        y0[0] = Vector128.Sum(a00); y0[1] = Vector128.Sum(a01); y0[2] = Vector128.Sum(a02); y0[3] = Vector128.Sum(a03);
-        y1[0] = Vector128.Sum(a10); y1[1] = Vector128.Sum(a11); y1[2] = Vector128.Sum(a12); y1[3] = Vector128.Sum(a13);
-        y2[0] = Vector128.Sum(a20); y2[1] = Vector128.Sum(a21); y2[2] = Vector128.Sum(a22); y2[3] = Vector128.Sum(a23);
-        for (; i < k; i++)
-        {
-            float b0 = w0[i], b1 = w1[i], b2 = w2[i], b3 = w3[i];
-            y0[0] += b0 * x0[i]; y0[1] += b1 * x0[i]; y0[2] += b2 * x0[i]; y0[3] += b3 * x0[i];
-            y1[0] += b0 * x1[i]; y1[1] += b1 * x1[i]; y1[2] += b2 * x1[i]; y1[3] += b3 * x1[i];
-            y2[0] += b0 * x2[i]; y2[1] += b1 * x2[i]; y2[2] += b2 * x2[i]; y2[3] += b3 * x2[i];
+            float* row;
+            if (type == GgmlType.F32) row = (float*)(w + r * wStride);
+            else { RowConvert.RowUnchecked(type, w + r * wStride, wStride, scratch, k); row = scratch; }
+            for (int t = 0; t < n; t++) y[t * yStride + r] = Dot.DotScalar(row, x + (long)t * k, k);
         }
     }
 }

@@ -255,58 +255,19 @@ public static unsafe class MatMul
         private void ExecuteFloat(ref Segment s, int fromUnit, int toUnit, int worker)
         {
             var w = s.Weight;
-            GgmlType type = w.Type;
             long stride = w.RowStride;
             int outDim = s.OutDim, n = _n, k = _in;
-            float* x = _x, y = s.Output;
-            // Decode with F16 weights: convert in registers, 4 rows per step (same summation order as FloatGemm).
-            bool fusedHalf = type == GgmlType.F16 && n == 1 && Vector256.IsHardwareAccelerated && Avx2.IsSupported;
-            float[]? scratch = null;
-            if (type != GgmlType.F32)
+            // Converted rows and parked accumulators; grows only when a larger shape is seen.
+            long need = FloatGemm.ScratchFloats(RowsPerUnit, Math.Min(n, TokensPerChunk), k);
+            float[]? scratch = _scratch[worker];
+            if (scratch == null || scratch.Length < need) _scratch[worker] = scratch = new float[checked((int)need)];
+            fixed (float* buffer = scratch)
             {
-                scratch = _scratch[worker];
-                if (scratch == null || scratch.Length < RowsPerUnit * k)
-                    _scratch[worker] = scratch = new float[RowsPerUnit * k];
-            }
-            float* sums = stackalloc float[4];
-            fixed (float* converted = scratch)
-            {
-                for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
+                for (int u = fromUnit; u < toUnit; u++)
                 {
-                    int cols = Math.Min(TokensPerChunk, n - t0);
-                    for (int u = fromUnit; u < toUnit; u++)
-                    {
-                        int r0 = u * RowsPerUnit;
-                        int rows = Math.Min(RowsPerUnit, outDim - r0);
-                        if (fusedHalf)
-                        {
-                            int r = 0;
-                            for (; r + 4 <= rows; r += 4)
-                            {
-                                var h0 = (ushort*)(w.Data + (r0 + r) * stride);
-                                Dot.Dot4Half256(h0, h0 + k, h0 + 2 * k, h0 + 3 * k, x, k, sums);
-                                y[r0 + r] = sums[0]; y[r0 + r + 1] = sums[1]; y[r0 + r + 2] = sums[2]; y[r0 + r + 3] = sums[3];
-                            }
-                            if (r == rows) continue;
-                            for (int i = r; i < rows; i++) RowConvert.RowUnchecked(type, w.Data + (r0 + i) * stride, stride, converted + (i - r) * k, k);
-                            FloatGemm.Tile(converted, k, rows - r, x, k, 1, k, y + r0 + r, outDim);
-                            continue;
-                        }
-                        float* rowsPtr;
-                        long rowStride;
-                        if (type == GgmlType.F32)
-                        {
-                            rowsPtr = (float*)(w.Data + r0 * stride);
-                            rowStride = stride / sizeof(float);
-                        }
-                        else
-                        {
-                            for (int i = 0; i < rows; i++) RowConvert.RowUnchecked(type, w.Data + (r0 + i) * stride, stride, converted + i * k, k);
-                            rowsPtr = converted;
-                            rowStride = k;
-                        }
-                        FloatGemm.Tile(rowsPtr, rowStride, rows, x + (long)t0 * k, k, cols, k, y + (long)t0 * outDim + r0, outDim);
-                    }
+                    int r0 = u * RowsPerUnit;
+                    int rows = Math.Min(RowsPerUnit, outDim - r0);
+                    FloatGemm.Unit(w.Type, w.Data + r0 * stride, stride, rows, _x, n, k, TokensPerChunk, s.Output + r0, outDim, buffer);
                 }
             }
         }

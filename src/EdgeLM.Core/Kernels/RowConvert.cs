@@ -40,9 +40,9 @@ public static unsafe class RowConvert
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void HalfToSingle(ushort* src, float* dst, int n)
     {
-        if (Vector512.IsHardwareAccelerated) HalfToSingle512(src, dst, n);
-        else if (Vector256.IsHardwareAccelerated) HalfToSingle256(src, dst, n);
-        else if (Vector128.IsHardwareAccelerated) HalfToSingle128(src, dst, n);
+        if (Vector512.IsHardwareAccelerated) HalfToSingle<Lanes512>(src, dst, n);
+        else if (Vector256.IsHardwareAccelerated) HalfToSingle<Lanes256>(src, dst, n);
+        else if (Vector128.IsHardwareAccelerated) HalfToSingle<Lanes128>(src, dst, n);
         else HalfToSingleScalar(src, dst, n);
     }
 
@@ -51,81 +51,20 @@ public static unsafe class RowConvert
         for (int i = 0; i < n; i++) dst[i] = (float)BitConverter.UInt16BitsToHalf(src[i]);
     }
 
-    // Exact for every half: shifting the magnitude bits into float position and scaling by 2^112 rebias the exponent
-    // (and renormalize subnormals through the float multiply); inf/NaN get the float all-ones exponent.
-    private const uint MagicScaleBits = (127 + 112) << 23; // 2^112
-    private const uint HalfInfBits = 0x7C00;
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Half4(Vector128<uint> h)
-    {
-        var magnitude = h & Vector128.Create(0x7FFFu);
-        var scaled = (magnitude << 13).AsSingle() * Vector128.Create(MagicScaleBits).AsSingle();
-        var infNan = Vector128.GreaterThanOrEqual(magnitude, Vector128.Create(HalfInfBits)) & Vector128.Create(0x7F800000u);
-        var sign = (h & Vector128.Create(0x8000u)) << 16;
-        return (scaled.AsUInt32() | infNan | sign).AsSingle();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> Half8(Vector256<uint> h)
-    {
-        var magnitude = h & Vector256.Create(0x7FFFu);
-        var scaled = (magnitude << 13).AsSingle() * Vector256.Create(MagicScaleBits).AsSingle();
-        var infNan = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(HalfInfBits)) & Vector256.Create(0x7F800000u);
-        var sign = (h & Vector256.Create(0x8000u)) << 16;
-        return (scaled.AsUInt32() | infNan | sign).AsSingle();
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Half16(Vector512<uint> h)
-    {
-        var magnitude = h & Vector512.Create(0x7FFFu);
-        var scaled = (magnitude << 13).AsSingle() * Vector512.Create(MagicScaleBits).AsSingle();
-        var infNan = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(HalfInfBits)) & Vector512.Create(0x7F800000u);
-        var sign = (h & Vector512.Create(0x8000u)) << 16;
-        return (scaled.AsUInt32() | infNan | sign).AsSingle();
-    }
-
-    internal static void HalfToSingle128(ushort* src, float* dst, int n)
+    /// <summary>Bitwise equal to <see cref="HalfToSingleScalar"/> for every half, NaN payloads included.</summary>
+    internal static void HalfToSingle<TL>(ushort* src, float* dst, int n) where TL : struct, IFloatLanes<TL>
     {
         int i = 0;
-        for (; i + 8 <= n; i += 8)
-        {
-            var (lo, hi) = Vector128.Widen(Vector128.Load(src + i));
-            Half4(lo).Store(dst + i);
-            Half4(hi).Store(dst + i + 4);
-        }
-        HalfToSingleScalar(src + i, dst + i, n - i);
-    }
-
-    internal static void HalfToSingle256(ushort* src, float* dst, int n)
-    {
-        int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            var (lo, hi) = Vector256.Widen(Vector256.Load(src + i));
-            Half8(lo).Store(dst + i);
-            Half8(hi).Store(dst + i + 8);
-        }
-        HalfToSingleScalar(src + i, dst + i, n - i);
-    }
-
-    internal static void HalfToSingle512(ushort* src, float* dst, int n)
-    {
-        int i = 0;
-        for (; i + 32 <= n; i += 32)
-        {
-            var (lo, hi) = Vector512.Widen(Vector512.Load(src + i));
-            Half16(lo).Store(dst + i);
-            Half16(hi).Store(dst + i + 16);
-        }
+        for (; i + TL.Count <= n; i += TL.Count) TL.Store(TL.LoadHalf(src + i), dst + i);
         HalfToSingleScalar(src + i, dst + i, n - i);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void BFloat16ToSingle(ushort* src, float* dst, int n)
     {
-        if (Vector256.IsHardwareAccelerated) BFloat16ToSingle256(src, dst, n);
+        if (Vector512.IsHardwareAccelerated) BFloat16ToSingle<Lanes512>(src, dst, n);
+        else if (Vector256.IsHardwareAccelerated) BFloat16ToSingle<Lanes256>(src, dst, n);
+        else if (Vector128.IsHardwareAccelerated) BFloat16ToSingle<Lanes128>(src, dst, n);
         else BFloat16ToSingleScalar(src, dst, n);
     }
 
@@ -134,15 +73,10 @@ public static unsafe class RowConvert
         for (int i = 0; i < n; i++) dst[i] = BitConverter.Int32BitsToSingle(src[i] << 16);
     }
 
-    internal static void BFloat16ToSingle256(ushort* src, float* dst, int n)
+    internal static void BFloat16ToSingle<TL>(ushort* src, float* dst, int n) where TL : struct, IFloatLanes<TL>
     {
         int i = 0;
-        for (; i + 16 <= n; i += 16)
-        {
-            var (lo, hi) = Vector256.Widen(Vector256.Load(src + i));
-            (lo << 16).AsSingle().Store(dst + i);
-            (hi << 16).AsSingle().Store(dst + i + 8);
-        }
+        for (; i + TL.Count <= n; i += TL.Count) TL.Store(TL.LoadBFloat16(src + i), dst + i);
         BFloat16ToSingleScalar(src + i, dst + i, n - i);
     }
 
