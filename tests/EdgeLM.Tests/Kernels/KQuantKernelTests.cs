@@ -208,6 +208,25 @@ public unsafe class KQuantKernelTests
             }
     }
 
+    [Fact]
+    public void BranchFreeHalfConversionMatchesReferenceForEveryBitPattern()
+    {
+        var pair = new ushort[2];
+        fixed (ushort* p = pair)
+            for (int bits = 0; bits < 65536; bits++)
+            {
+                pair[0] = (ushort)bits;
+                pair[1] = (ushort)(bits ^ 0x8000);
+                var converted = KQuant.HalfPair((byte*)p);
+                for (int lane = 0; lane < 2; lane++)
+                {
+                    float want = HalfPrecision.FromF16(pair[lane]), got = converted[lane];
+                    Assert.True(float.IsNaN(want) ? float.IsNaN(got) : BitConverter.SingleToUInt32Bits(want) == BitConverter.SingleToUInt32Bits(got),
+                        $"half 0x{pair[lane]:X4}: {got} vs {want}");
+                }
+            }
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void RejectsRowLengthsThatAreNotWholeBlocks(GgmlType type)

@@ -73,6 +73,29 @@ internal static unsafe class KQuant
     public static float Half(byte* p) => HalfPrecision.FromF16(*(ushort*)p);
 
     /// <summary>
+    /// The two IEEE halves at <paramref name="p"/> as floats in lanes 0 and 1, exactly as
+    /// <see cref="HalfPrecision.FromF16"/> but branch-free: the 15 magnitude bits moved to float position and
+    /// rescaled by 2^112 (0x77800000) cover normals and subnormals; an all-ones exponent is patched to inf/NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> HalfPair(byte* p) =>
+        HalfsToFloats(Vector128.WidenLower(Vector128.CreateScalar(Unsafe.ReadUnaligned<uint>(p)).AsUInt16()));
+
+    /// <summary>The half at <paramref name="p"/> in lane 0 (other lanes 0), as <see cref="HalfPair"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> HalfOne(byte* p) => HalfsToFloats(Vector128.CreateScalar((uint)Unsafe.ReadUnaligned<ushort>(p)));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> HalfsToFloats(Vector128<uint> h)
+    {
+        Vector128<uint> magnitude = (h & Vector128.Create(0x7FFFu)) << 13;
+        Vector128<float> value = magnitude.AsSingle() * Vector128.Create(0x77800000u).AsSingle();
+        Vector128<uint> infOrNaN = Vector128.Equals(h & Vector128.Create(0x7C00u), Vector128.Create(0x7C00u));
+        value = Vector128.ConditionalSelect(infOrNaN.AsSingle(), (magnitude | Vector128.Create(0x7F800000u)).AsSingle(), value);
+        return (value.AsUInt32() | ((h & Vector128.Create(0x8000u)) << 16)).AsSingle();
+    }
+
+    /// <summary>
     /// ggml's kmask trick for the 12 scale bytes of Q4_K/Q5_K: eight 6-bit scales land in bytes 0..7 of
     /// (scales0, scales1) and eight 6-bit mins in bytes 0..7 of (mins0, mins1), the same as get_scale_min_k4.
     /// </summary>
@@ -215,7 +238,7 @@ internal struct FourColumns : IColumnCount { public static int Count => 4; }
 /// <summary>
 /// The tiles of every k-quant format. Each output is one accumulation over its super-blocks in order (per block: exact
 /// integer sums, then one or two FMAs into 8 float lanes; one horizontal sum at the end), the same code whether it is
-/// computed alone, in a decode pair of rows or in a prefill tile of four activation columns, so results do not
+/// computed alone or in a prefill tile of four activation columns, so results do not
 /// depend on how the caller tiles.
 /// </summary>
 internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQuantFormat
@@ -280,8 +303,8 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
 
     /// <summary>
     /// Prefill: groups of four activation columns, each weight row decoded once per group (columns outer, so the four
-    /// activation rows stay in L1 while the tile's weight rows stream). Decode and leftover columns: weight rows in
-    /// pairs, two independent accumulation chains sharing the activation loads.
+    /// activation rows stay in L1 while the tile's weight rows stream). Decode and leftover columns: one row at a time
+    /// (pairs of rows sharing the activation loads measured no faster for Q4_K/Q5_K and 3x slower for Q6_K).
     /// </summary>
     internal static void TileAvx2<TDot>(byte* w, long wStride, int rows, byte* x, long xStride, int cols, int blocks, float* y, long yStride)
         where TDot : IScaledDot256
@@ -291,12 +314,8 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
             for (int r = 0; r < rows; r++)
                 RowAvx2<TDot, FourColumns>(w + r * wStride, x + c * xStride, xStride, blocks, y + c * yStride + r, yStride);
         for (; c < cols; c++)
-        {
-            int r = 0;
-            for (; r + 2 <= rows; r += 2)
-                RowPairAvx2<TDot>(w + r * wStride, wStride, x + c * xStride, blocks, y + c * yStride + r);
-            if (r < rows) RowAvx2<TDot, OneColumn>(w + r * wStride, x + c * xStride, xStride, blocks, y + c * yStride + r, yStride);
-        }
+            for (int r = 0; r < rows; r++)
+                RowAvx2<TDot, OneColumn>(w + r * wStride, x + c * xStride, xStride, blocks, y + c * yStride + r, yStride);
     }
 
     /// <summary>In-lane byte shuffle that broadcasts 16-bit element j of each 128-bit lane: scale of sub-block j's halves.</summary>
@@ -330,11 +349,14 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
     private static Vector256<float> Finish(Vector256<float> acc, Vector256<int> sum, Vector256<short> factors, byte* wb, byte* q8Block)
     {
         Vector256<int> bsumTerm = Avx2.MultiplyAddAdjacent(Vector256.Load((short*)(q8Block + KQuant.Q8Bsums)), factors);
-        float yd = *(float*)q8Block;
         if (!TFormat.HasMin) sum -= bsumTerm;
-        acc = Fma.MultiplyAdd(Vector256.Create(Block32Bits.Half(wb + TFormat.DeltaOffset) * yd), Avx.ConvertToVector256Single(sum), acc);
+        // d and dmin converted in registers: a half table costs a dependent load per block that misses cache when
+        // other work shares the core's L2.
+        Vector128<float> halfs = TFormat.HasMin ? KQuant.HalfPair(wb + TFormat.DeltaOffset) : KQuant.HalfOne(wb + TFormat.DeltaOffset);
+        Vector128<float> scaled = halfs * Vector128.Create(*(float*)q8Block);
+        acc = Fma.MultiplyAdd(Avx2.BroadcastScalarToVector256(scaled), Avx.ConvertToVector256Single(sum), acc);
         if (TFormat.HasMin)
-            acc = Fma.MultiplyAddNegated(Vector256.Create(Block32Bits.Half(wb + TFormat.DeltaOffset + 2) * yd), Avx.ConvertToVector256Single(bsumTerm), acc);
+            acc = Fma.MultiplyAddNegated(Avx2.BroadcastScalarToVector256(Avx.Permute(scaled, 0b01_01_01_01)), Avx.ConvertToVector256Single(bsumTerm), acc);
         return acc;
     }
 
@@ -356,6 +378,7 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
     }
 
     /// <summary>One weight row against 1 or 4 activation columns: y[0], y[yStride], ...</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // Tier-0 code would call every unrolled helper
     private static void RowAvx2<TDot, TCols>(byte* w, byte* x, long xStride, int blocks, float* y, long yStride)
         where TDot : IScaledDot256 where TCols : IColumnCount
     {
@@ -394,43 +417,6 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
         }
     }
 
-    /// <summary>Sub-block j of two weight rows against one activation column.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SubBlockPair<TDot>(byte* wa, byte* wb, int j, Vector256<short> scalesA, Vector256<short> scalesB, byte* xb,
-        ref Vector256<int> sa, ref Vector256<int> sb) where TDot : IScaledDot256
-    {
-        Vector256<sbyte> xq = Activations(xb, j);
-        sa = TDot.Add(sa, TFormat.Levels256(wa, j), xq, SubBlockScales(scalesA, j));
-        sb = TDot.Add(sb, TFormat.Levels256(wb, j), xq, SubBlockScales(scalesB, j));
-    }
-
-    /// <summary>Weight rows r and r+1 against one activation column: y[0], y[1].</summary>
-    private static void RowPairAvx2<TDot>(byte* w, long wStride, byte* x, int blocks, float* y) where TDot : IScaledDot256
-    {
-        Vector256<float> accA = default, accB = default;
-        byte* wa = w, wb = w + wStride;
-        for (int b = 0; b < blocks; b++, wa += TFormat.BlockBytes, wb += TFormat.BlockBytes, x += KQuant.Q8BlockBytes)
-        {
-            TFormat.Scales(wa, out var rawScalesA, out var rawFactorsA);
-            TFormat.Scales(wb, out var rawScalesB, out var rawFactorsB);
-            Vector256<short> scalesA = WidenScales(rawScalesA, rawFactorsA, out var factorsA);
-            Vector256<short> scalesB = WidenScales(rawScalesB, rawFactorsB, out var factorsB);
-            Vector256<int> sa = default, sb = default;
-            SubBlockPair<TDot>(wa, wb, 0, scalesA, scalesB, x, ref sa, ref sb);
-            SubBlockPair<TDot>(wa, wb, 1, scalesA, scalesB, x, ref sa, ref sb);
-            SubBlockPair<TDot>(wa, wb, 2, scalesA, scalesB, x, ref sa, ref sb);
-            SubBlockPair<TDot>(wa, wb, 3, scalesA, scalesB, x, ref sa, ref sb);
-            SubBlockPair<TDot>(wa, wb, 4, scalesA, scalesB, x, ref sa, ref sb);
-            SubBlockPair<TDot>(wa, wb, 5, scalesA, scalesB, x, ref sa, ref sb);
-            SubBlockPair<TDot>(wa, wb, 6, scalesA, scalesB, x, ref sa, ref sb);
-            SubBlockPair<TDot>(wa, wb, 7, scalesA, scalesB, x, ref sa, ref sb);
-            accA = Finish(accA, sa, factorsA, wa, x);
-            accB = Finish(accB, sb, factorsB, wb, x);
-        }
-        y[0] = Vector256.Sum(accA);
-        y[1] = Vector256.Sum(accB);
-    }
-
     // ---- Vector128 (SSE without AVX2, Arm with or without sdot) ----
 
     internal static void Tile128<TDot>(byte* w, long wStride, int rows, byte* x, long xStride, int cols, int blocks, float* y, long yStride)
@@ -441,6 +427,7 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
                 y[c * yStride + r] = Dot128<TDot>(w + r * wStride, x + c * xStride, blocks);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // Tier-0 code would call every unrolled helper
     private static float Dot128<TDot>(byte* w, byte* x, int blocks) where TDot : IDot128
     {
         var acc = Vector128<float>.Zero;
