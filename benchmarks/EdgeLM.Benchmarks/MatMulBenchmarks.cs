@@ -118,3 +118,31 @@ public class FloatPrefillBenchmarks : MatMulBenchmarkBase
     [Benchmark]
     public void Prefill() => Run();
 }
+
+/// <summary>K-quant GEMV on the Qwen-1.8B / 7B shapes whose rows are whole 256-value super-blocks.</summary>
+public class KQuantGemvBenchmarks : MatMulBenchmarkBase
+{
+    public static IEnumerable<MatMulCase> Cases => MatMulCase.KQuantGemv();
+
+    [ParamsSource(nameof(Cases))]
+    public MatMulCase Case { get; set; } = MatMulCase.KQuantGemv().First();
+
+    public override MatMulCase CurrentCase => Case;
+
+    [Benchmark]
+    public void Gemv() => Run();
+}
+
+/// <summary>K-quant GEMM (64 prompt tokens) on the Qwen-1.8B shapes.</summary>
+public class KQuantGemmBenchmarks : MatMulBenchmarkBase
+{
+    public static IEnumerable<MatMulCase> Cases => MatMulCase.KQuantGemm();
+
+    [ParamsSource(nameof(Cases))]
+    public MatMulCase Case { get; set; } = MatMulCase.KQuantGemm().First();
+
+    public override MatMulCase CurrentCase => Case;
+
+    [Benchmark]
+    public void Gemm() => Run();
+}

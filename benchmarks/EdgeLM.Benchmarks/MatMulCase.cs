@@ -23,6 +23,12 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
         GgmlType.Q4_K, GgmlType.Q6_K,
     ];
 
+    /// <summary>K-quants, on the shapes where they matter: Q4_K_M of Qwen-1.8B / Qwen-7B is mostly Q4_K and Q6_K.</summary>
+    public static readonly GgmlType[] KQuantTypes = [GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+
+    /// <summary>Qwen-1.8B attention (2048x2048) and ffn_up/gate (5504x2048), Qwen-7B ffn_down (4096x11008).</summary>
+    public static readonly (int Out, int In)[] KQuantShapes = [(2048, 2048), (5504, 2048), (4096, 11008)];
+
     /// <summary>Qwen2.5-0.5B's shapes: ffn_gate/ffn_up, ffn_down and the tied output head (vocabulary x hidden).</summary>
     public static readonly (int Out, int In)[] GemvShapes = [(4864, 896), (896, 4864), (151936, 896)];
 
@@ -51,6 +57,13 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
 
     public static IEnumerable<MatMulCase> FloatPrefill() =>
         from t in FloatTypes from s in GemmShapes select new MatMulCase(t, s.Out, s.In, PrefillTokens);
+
+    public static IEnumerable<MatMulCase> KQuantGemv() =>
+        from t in KQuantTypes from s in KQuantShapes select new MatMulCase(t, s.Out, s.In, 1);
+
+    /// <summary>Prefill on the 1.8B shapes (the 7B one would take seconds per call).</summary>
+    public static IEnumerable<MatMulCase> KQuantGemm() =>
+        from t in KQuantTypes from s in KQuantShapes.Take(2) select new MatMulCase(t, s.Out, s.In, GemmTokens);
 
     public static bool Fits(GgmlType type, int rowLength) => rowLength % GgmlTypeInfo.BlockSize(type) == 0;
 }

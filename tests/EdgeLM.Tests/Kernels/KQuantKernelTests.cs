@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
 using EdgeLM.Kernels.Quantized;
 using EdgeLM.Tensors;
@@ -16,14 +17,22 @@ public unsafe class KQuantKernelTests
 
     private static Kernel For(GgmlType type) => type switch
     {
-        GgmlType.Q4_K => new(Q4_KKernel.DotScalar, Q4_KKernel.Tile,
-            [("avx2", Avx2.IsSupported && Fma.IsSupported, Q4_KKernel.TileAvx2), ("vector128", true, Q4_KKernel.TileVector128)]),
-        GgmlType.Q6_K => new(Q6_KKernel.DotScalar, Q6_KKernel.Tile,
-            [("avx2", Avx2.IsSupported && Fma.IsSupported, Q6_KKernel.TileAvx2), ("vector128", true, Q6_KKernel.TileVector128)]),
-        GgmlType.Q5_K => new(Q5_KKernel.DotScalar, Q5_KKernel.Tile,
-            [("avx2", Avx2.IsSupported && Fma.IsSupported, Q5_KKernel.TileAvx2), ("vector128", true, Q5_KKernel.TileVector128)]),
+        GgmlType.Q4_K => Of<Q4_KFormat>(Q4_KKernel.Tile),
+        GgmlType.Q5_K => Of<Q5_KFormat>(Q5_KKernel.Tile),
+        GgmlType.Q6_K => Of<Q6_KFormat>(Q6_KKernel.Tile),
         _ => throw new NotSupportedException(type.ToString()),
     };
+
+    /// <summary>Every path of the generic driver, each marked with whether this machine can run it.</summary>
+    private static Kernel Of<TFormat>(PublicTile tile) where TFormat : unmanaged, IKQuantFormat => new(
+        KQuantDot<TFormat>.DotScalar, tile,
+        [
+            ("avx2", Avx2.IsSupported && Fma.IsSupported, KQuantDot<TFormat>.TileAvx2<Avx2ScaledDot>),
+            ("avxvnni", Avx2.IsSupported && Fma.IsSupported && AvxVnni.IsSupported, KQuantDot<TFormat>.TileAvx2<VnniScaledDot>),
+            ("vector128", true, KQuantDot<TFormat>.Tile128<PortableDot>),
+            ("vector128-dp", Dp.IsSupported, KQuantDot<TFormat>.Tile128<DpDot>),
+            ("scalar", true, KQuantDot<TFormat>.TileScalar),
+        ]);
 
     private enum Shape { Normal, Extreme, ZeroBlocks }
 
@@ -97,7 +106,7 @@ public unsafe class KQuantKernelTests
     {
         var data = new TheoryData<GgmlType, int>();
         foreach (var type in Types)
-            foreach (int k in new[] { 256, 768, 4864 })
+            foreach (int k in new[] { 256, 768, 2048, 4096 })
                 data.Add(type, k);
         return data;
     }
@@ -107,7 +116,8 @@ public unsafe class KQuantKernelTests
     public void EverySimdTileMatchesDotScalar(GgmlType type, int k)
     {
         Kernel kernel = For(type);
-        const int maxRows = 4, maxCols = 4;
+        // Not multiples of the tiles (row pairs for decode, four columns for prefill).
+        const int maxRows = 5, maxCols = 9;
         int rowBytes = (int)GgmlTypeInfo.RowBytes(type, k);
         int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_K, k);
         // Odd paddings so no row starts aligned and the strides are not the row sizes.
@@ -164,6 +174,38 @@ public unsafe class KQuantKernelTests
         double sum = 0;
         for (int i = 0; i < k; i++) sum += Math.Abs((double)wf[i] * xf[i]);
         return sum;
+    }
+
+    /// <summary>
+    /// The exactness rule: an output's bits do not depend on the tile it was computed in (decode pair, prefill group
+    /// of four columns, leftover column, position in the tile), so decode and prefill logits agree bit for bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void EveryOutputHasTheSameBitsWhateverTheTile(GgmlType type)
+    {
+        Kernel kernel = For(type);
+        const int k = 2048, rows = 7, cols = 11;
+        int rowBytes = (int)GgmlTypeInfo.RowBytes(type, k);
+        int actBytes = (int)GgmlTypeInfo.RowBytes(GgmlType.Q8_K, k);
+        var w = new byte[rowBytes * rows];
+        var x = new byte[actBytes * cols];
+        for (int r = 0; r < rows; r++) QuantizeRow(type, RandomValues(k, 100 + r, Shape.Normal)).CopyTo(w, r * rowBytes);
+        for (int c = 0; c < cols; c++) QuantizeRow(GgmlType.Q8_K, RandomValues(k, 200 + c, Shape.Normal)).CopyTo(x, c * actBytes);
+        fixed (byte* pw = w, px = x)
+            foreach (var (name, _, tile) in kernel.Paths.Where(p => p.Supported))
+            {
+                var whole = new float[rows * cols];
+                fixed (float* py = whole) tile(pw, rowBytes, rows, px, actBytes, cols, k / 256, py, rows);
+                for (int r = 0; r < rows; r++)
+                    for (int c = 0; c < cols; c++)
+                    {
+                        float alone;
+                        tile(pw + r * rowBytes, rowBytes, 1, px + c * actBytes, actBytes, 1, k / 256, &alone, 1);
+                        Assert.True(BitConverter.SingleToUInt32Bits(alone) == BitConverter.SingleToUInt32Bits(whole[c * rows + r]),
+                            $"{type} {name} ({r},{c}): {whole[c * rows + r]} in a {rows}x{cols} tile, {alone} alone");
+                    }
+            }
     }
 
     [Fact]
