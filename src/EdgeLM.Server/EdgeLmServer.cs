@@ -36,6 +36,11 @@ public sealed record ServerOptions
     public string? ApiKey { get; init; }
     /// <summary>The id /v1/models lists and requests may name; null: the model file's name.</summary>
     public string? ModelId { get; init; }
+    /// <summary>
+    /// Qwen3's enable_thinking for requests that do not set it (`edgelm serve --no-think` makes it false). Models whose
+    /// chat template has no thinking switch ignore it, like the per-request setting.
+    /// </summary>
+    public bool EnableThinking { get; init; } = true;
     /// <summary>Replaces the <see cref="BatchedStepper"/> (a test's, to hold steps back).</summary>
     public ISequenceStepper? Stepper { get; init; }
 }
@@ -215,7 +220,7 @@ public sealed class EdgeLmServer : IAsyncDisposable
                 throw new ApiException(400, $"unsupported message role '{m.Role}'", "invalid_request_error", "messages");
             messages.Add(new ChatMessage(m.Role == "developer" ? "system" : m.Role, ContentText(m.Content)));
         }
-        string prompt = ChatFormat.Render(_tokenizer, messages, addGenerationPrompt: true, enableThinking: request.EnableThinking ?? true);
+        string prompt = ChatFormat.Render(_tokenizer, messages, addGenerationPrompt: true, enableThinking: EnableThinking(request));
         int[] ids = Tokenize(prompt);
         var options = Options(ids.Length, request.MaxCompletionTokens ?? request.MaxTokens, request.Temperature, request.TopP,
             request.TopK, request.MinP, request.RepetitionPenalty, request.Seed, request.Stop);
@@ -237,6 +242,35 @@ public sealed class EdgeLmServer : IAsyncDisposable
             [new ChatChoice(0, new ResponseMessage("assistant", text), FinishReasonName(r.Finish))], UsageOf(r)),
             ServerJsonContext.Default.ChatCompletionResponse);
     }
+
+    /// <summary>
+    /// enable_thinking for one request: chat_template_kwargs.enable_thinking (vLLM, SGLang), else the top-level
+    /// enable_thinking, else the server default. Templates without the switch (Qwen2.5, Qwen v1, none) always get
+    /// true, so clients that send it to every model work unchanged.
+    /// </summary>
+    private bool EnableThinking(ChatCompletionRequest request)
+    {
+        bool? requested = request.EnableThinking;
+        var kwargs = request.ChatTemplateKwargs;
+        if (kwargs.ValueKind == JsonValueKind.Object)
+        {
+            if (kwargs.TryGetProperty("enable_thinking", out var value))
+                requested = value.ValueKind switch
+                {
+                    JsonValueKind.True => true,
+                    JsonValueKind.False => false,
+                    JsonValueKind.Null => requested,
+                    _ => throw new ApiException(400, "'chat_template_kwargs.enable_thinking' must be a boolean", "invalid_request_error", "chat_template_kwargs"),
+                };
+        }
+        else if (kwargs.ValueKind is not (JsonValueKind.Undefined or JsonValueKind.Null))
+            throw new ApiException(400, "'chat_template_kwargs' must be an object", "invalid_request_error", "chat_template_kwargs");
+        return !TemplateHasThinkingSwitch || (requested ?? _options.EnableThinking);
+    }
+
+    /// <summary>Whether the model's chat template reads enable_thinking (Qwen3's does).</summary>
+    public bool TemplateHasThinkingSwitch =>
+        _tokenizer.ChatTemplate?.Contains("enable_thinking", StringComparison.Ordinal) == true;
 
     private async Task Completions(HttpContext ctx)
     {

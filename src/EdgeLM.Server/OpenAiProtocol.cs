@@ -21,8 +21,13 @@ public sealed class ChatCompletionRequest
     public JsonElement Stop { get; set; }
     public long? Seed { get; set; }
     public bool? Stream { get; set; }
-    /// <summary>Qwen3 chat templates: false answers without a thinking block.</summary>
+    /// <summary>Qwen3 chat templates: false answers without a thinking block (also accepted inside chat_template_kwargs).</summary>
     public bool? EnableThinking { get; set; }
+    /// <summary>
+    /// Variables for the chat template, as vLLM and SGLang accept them: an object whose "enable_thinking" (a boolean)
+    /// is used; other keys are ignored, since EdgeLM renders the Qwen templates natively rather than through Jinja.
+    /// </summary>
+    public JsonElement ChatTemplateKwargs { get; set; }
 }
 
 public sealed class RequestMessage

@@ -20,7 +20,7 @@ internal sealed class QuantizeCommand : Command
         new("--calib-ctx", null, "N", "tokens per calibration chunk", "512"),
         new("--imatrix", null, "FILE", "importance matrix from 'edgelm imatrix' or llama-imatrix (weights the mse search)"),
         new("--act-order", null, null, "gptq: quantize columns in order of decreasing Hessian diagonal"),
-        new("--autoround-steps", null, "N", "autoround: signed gradient descent steps", "200"),
+        new("--autoround-steps", null, "N", "autoround: signed gradient descent steps per row (cost grows with it)", AutoRoundQuantizer.DefaultSteps.ToString(System.Globalization.CultureInfo.InvariantCulture)),
         ModelOptions.Tokenizer,
         new("--threads", "-t", "N", "worker threads", "all cores"),
         new("--allow-requantize", null, null, "accept input tensors that are already quantized"),
@@ -62,13 +62,13 @@ internal sealed class QuantizeCommand : Command
         {
             FileType = fileType,
             Overrides = overrides,
-            Quantizer = TensorQuantizers.Create(method, calibration, a.Flag("--act-order"), a.Int("--autoround-steps", 200, 1, 100000)),
+            Quantizer = TensorQuantizers.Create(method, calibration, a.Flag("--act-order"), a.Int("--autoround-steps", AutoRoundQuantizer.DefaultSteps, 0, 100000)),
             Threads = threads,
             AllowRequantize = a.Flag("--allow-requantize"),
             Importance = importance,
         };
         if (method == "awq")
-            options = options with { Scalings = AwqQuantizer.Plan(model, calibration!, ModelQuantizer.Plan(model, options), cancel: cancel) };
+            options = options with { Scalings = AwqQuantizer.Plan(model, calibration!, ModelQuantizer.Plan(model, options), cancel: cancel, threads: threads) };
         if (model.Format == "hf" && model.TokenizerJsonPath == null)
             Console.Error.WriteLine($"edgelm quantize: warning: {input} has no tokenizer.json, so the output carries no tokenizer (llama.cpp will not load it)");
         var progress = new QuantizeProgressLine();

@@ -6,7 +6,7 @@ internal sealed class ServeCommand : Command
 {
     public override string Name => "serve";
     public override string Summary => "OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /metrics)";
-    public override string Usage => "edgelm serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--api-key KEY] [-t THREADS]";
+    public override string Usage => "edgelm serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] [--api-key KEY] [--no-think] [-t THREADS]";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
     [
@@ -17,6 +17,7 @@ internal sealed class ServeCommand : Command
         new("--max-queue", null, "N", "requests that may wait before new ones are refused with 429", "64"),
         new("--api-key", null, "KEY", "require 'Authorization: Bearer KEY' on /v1/* (or set EDGELM_API_KEY)"),
         new("--model-id", null, "NAME", "model name served by /v1/models", "the model file's name"),
+        new("--no-think", null, null, "Qwen3: answer without thinking unless a request sets chat_template_kwargs.enable_thinking (ignored by templates without the switch)"),
         ModelOptions.Threads, ModelOptions.Context, ModelOptions.Tokenizer,
     ];
 
@@ -30,6 +31,7 @@ internal sealed class ServeCommand : Command
             MaxQueue = a.Int("--max-queue", 64, 0, 100_000),
             ApiKey = a.Get("--api-key") ?? Environment.GetEnvironmentVariable("EDGELM_API_KEY"),
             ModelId = a.Get("--model-id"),
+            EnableThinking = !a.Flag("--no-think"),
             Threads = ModelOptions.ThreadCount(a),
         };
         using var model = ModelOptions.Load(a);

@@ -164,7 +164,8 @@ public static class ModelQuantizer
         int rowBytes = checked((int)GgmlTypeInfo.RowBytes(entry.Type, rowLength));
         if (importance != null && importance.Length != rowLength)
             throw new InvalidDataException($"imatrix entry of '{entry.Name}' has {importance.Length} columns, the tensor {rowLength}");
-        var context = new TensorQuantizationContext(entry.Name, entry.Type, rowLength, rowCount, importance);
+        var context = new TensorQuantizationContext(entry.Name, entry.Type, rowLength, rowCount, importance,
+            quantizer.RowsAreIndependent ? 1 : threads);
 
         long rowsPerChunk, chunksPerWindow;
         if (quantizer.RowsAreIndependent)

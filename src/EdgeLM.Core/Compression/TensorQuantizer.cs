@@ -8,7 +8,11 @@ namespace EdgeLM.Compression;
 /// Optional per-input-column importance (an imatrix: mean squared activation of each column), RowLength values;
 /// empty when none is available. Methods that need it (awq, gptq) must fail clearly without it.
 /// </param>
-public sealed record TensorQuantizationContext(string TensorName, GgmlType TargetType, int RowLength, long RowCount, float[]? ColumnImportance = null);
+/// <param name="Threads">
+/// Threads a method that sees the whole tensor at once (RowsAreIndependent = false) may use; the driver already spreads
+/// row-independent methods over its threads and passes 1. Results must not depend on it.
+/// </param>
+public sealed record TensorQuantizationContext(string TensorName, GgmlType TargetType, int RowLength, long RowCount, float[]? ColumnImportance = null, int Threads = 1);
 
 /// <summary>
 /// A quantization method (the strategy behind --method): turns float rows into the block bytes of the target type.
@@ -58,7 +62,7 @@ public static class TensorQuantizers
     /// The quantizer behind --method. gptq and autoround need <paramref name="calibration"/>; awq's quantizer is rtn on
     /// weights that <see cref="Compression.Methods.AwqQuantizer.Plan"/> rescaled (pass its result as QuantizeOptions.Scalings).
     /// </summary>
-    public static ITensorQuantizer Create(string method, Compression.Methods.CalibrationSet? calibration = null, bool actOrder = false, int autoRoundSteps = 200)
+    public static ITensorQuantizer Create(string method, Compression.Methods.CalibrationSet? calibration = null, bool actOrder = false, int autoRoundSteps = Compression.Methods.AutoRoundQuantizer.DefaultSteps)
     {
         ArgumentNullException.ThrowIfNull(method);
         string key = method.Trim().ToLowerInvariant();

@@ -74,20 +74,26 @@ public sealed class AwqQuantizer : ITensorQuantizer
     /// maps the searched channel scales to the weights' columns (identity unless channels are shared, as in GQA).
     /// </summary>
     public static float[] SearchScales(IReadOnlyList<GroupMember> members, int cols, float[] meanAbs, ReadOnlySpan<float> samples,
-        int sampleCount, out float alpha, Func<float[], float[]>? expand = null)
+        int sampleCount, out float alpha, Func<float[], float[]>? expand = null, int threads = 1)
     {
         expand ??= s => s;
+        var candidates = Alphas.Select(a => expand(ChannelScales(meanAbs, a))).ToArray();
+        foreach (var s in candidates)
+            if (s.Length != cols) throw new ArgumentException($"scales of {s.Length} columns for weights of {cols}");
+        // The α points are independent: each is scored on its own thread, then the first best wins as in a serial scan.
+        var x = samples.ToArray();
+        var losses = new double[candidates.Length];
+        LinearAlgebra.For(candidates.Length, threads, i =>
+        {
+            double loss = 0;
+            foreach (var m in members) loss += QuantizedOutputError(m.Weights, cols, m.Type, candidates[i], x, sampleCount);
+            losses[i] = loss;
+        });
         float[] best = Enumerable.Repeat(1f, cols).ToArray();
         alpha = 0;
         double bestLoss = double.MaxValue;
-        foreach (float a in Alphas)
-        {
-            var s = expand(ChannelScales(meanAbs, a));
-            if (s.Length != cols) throw new ArgumentException($"scales of {s.Length} columns for weights of {cols}");
-            double loss = 0;
-            foreach (var m in members) loss += QuantizedOutputError(m.Weights, cols, m.Type, s, samples, sampleCount);
-            if (loss < bestLoss) { bestLoss = loss; best = s; alpha = a; }
-        }
+        for (int i = 0; i < candidates.Length; i++)
+            if (losses[i] < bestLoss) { bestLoss = losses[i]; best = candidates[i]; alpha = Alphas[i]; }
         return best;
     }
 
@@ -130,7 +136,7 @@ public sealed class AwqQuantizer : ITensorQuantizer
     /// touches, for <see cref="QuantizeOptions.Scalings"/>. Tensors planned to stay in a float type are not searched.
     /// </summary>
     public static Dictionary<string, TensorScaling> Plan(LoadedModel model, CalibrationSet calibration, IReadOnlyList<PlannedTensor> plan,
-        IProgress<double>? progress = null, CancellationToken cancel = default)
+        IProgress<double>? progress = null, CancellationToken cancel = default, int threads = 1)
     {
         var types = plan.ToDictionary(p => p.Name, p => p.Type);
         var result = new Dictionary<string, TensorScaling>(StringComparer.Ordinal);
@@ -144,18 +150,18 @@ public sealed class AwqQuantizer : ITensorQuantizer
             cancel.ThrowIfCancellationRequested();
             string p = $"blk.{layer}.";
             // Scales are searched against the original weights; each fold is exact whatever the others do.
-            if (Search(model, calibration, types, layer, ActivationSite.AttentionInput, ["attn_q", "attn_k", "attn_v", "attn_qkv"], null) is { } sa)
+            if (Search(model, calibration, types, layer, ActivationSite.AttentionInput, ["attn_q", "attn_k", "attn_v", "attn_qkv"], null, threads) is { } sa)
             {
                 Add(p + "attn_norm.weight", new TensorScaling(sa.Select(v => 1 / v).ToArray(), null));
                 foreach (var t in new[] { "attn_q", "attn_k", "attn_v", "attn_qkv" }) Add(p + t + ".weight", new TensorScaling(sa, null));
             }
-            if (Search(model, calibration, types, layer, ActivationSite.FfnInput, ["ffn_gate", "ffn_up"], null) is { } sf)
+            if (Search(model, calibration, types, layer, ActivationSite.FfnInput, ["ffn_gate", "ffn_up"], null, threads) is { } sf)
             {
                 Add(p + "ffn_norm.weight", new TensorScaling(sf.Select(v => 1 / v).ToArray(), null));
                 foreach (var t in new[] { "ffn_gate", "ffn_up" }) Add(p + t + ".weight", new TensorScaling(sf, null));
             }
             if (model.Tensors.TryGetValue(p + "ffn_up.weight", out var up)
-                && Search(model, calibration, types, layer, ActivationSite.FfnHidden, ["ffn_down"], null) is { } sd && up.RowCount == sd.Length)
+                && Search(model, calibration, types, layer, ActivationSite.FfnHidden, ["ffn_down"], null, threads) is { } sd && up.RowCount == sd.Length)
             {
                 Add(p + "ffn_down.weight", new TensorScaling(sd, null));
                 Add(p + "ffn_up.weight", new TensorScaling(null, sd.Select(v => 1 / v).ToArray()));
@@ -168,7 +174,7 @@ public sealed class AwqQuantizer : ITensorQuantizer
                 float[] PerKv(float[] perChannel) => Enumerable.Range(0, config.KvDim)
                     .Select(i => Enumerable.Range(0, group).Average(g => perChannel[((i / hd) * group + g) * hd + i % hd])).ToArray();
                 float[] Expand(float[] kv) => Enumerable.Range(0, config.QDim).Select(i => kv[(i / hd / group) * hd + i % hd]).ToArray();
-                if (Search(model, calibration, types, layer, ActivationSite.AttentionOutput, ["attn_output"], (PerKv, Expand)) is { } so)
+                if (Search(model, calibration, types, layer, ActivationSite.AttentionOutput, ["attn_output"], (PerKv, Expand), threads) is { } so)
                 {
                     var kvScales = Enumerable.Range(0, config.KvDim).Select(i => so[(i / hd) * group * hd + i % hd]).ToArray();
                     Add(p + "attn_output.weight", new TensorScaling(so, null));
@@ -182,7 +188,7 @@ public sealed class AwqQuantizer : ITensorQuantizer
     }
 
     private static float[]? Search(LoadedModel model, CalibrationSet calibration, Dictionary<string, GgmlType> types, int layer,
-        ActivationSite site, string[] names, (Func<float[], float[]> Reduce, Func<float[], float[]> Expand)? shared)
+        ActivationSite site, string[] names, (Func<float[], float[]> Reduce, Func<float[], float[]> Expand)? shared, int threads)
     {
         var stats = calibration.Get(layer, site);
         if (stats == null || stats.SampleCount == 0) return null;
@@ -200,8 +206,8 @@ public sealed class AwqQuantizer : ITensorQuantizer
         int rows = Math.Min(stats.SampleCount, MaxSearchSamples);
         var samples = stats.Samples[..(rows * stats.Width)];
         float[] s = shared is { } sh
-            ? SearchScales(members, stats.Width, sh.Reduce(meanAbs), samples, rows, out float a1, sh.Expand)
-            : SearchScales(members, stats.Width, meanAbs, samples, rows, out a1);
+            ? SearchScales(members, stats.Width, sh.Reduce(meanAbs), samples, rows, out float a1, sh.Expand, threads)
+            : SearchScales(members, stats.Width, meanAbs, samples, rows, out a1, threads: threads);
         return a1 == 0 ? null : s;
     }
 

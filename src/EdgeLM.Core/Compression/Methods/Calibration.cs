@@ -52,24 +52,36 @@ public sealed class ActivationStats
     public float[] MeanAbs() => SumAbs.Select(s => Count > 0 ? (float)(s / Count) : 0f).ToArray();
 
     /// <summary>H = 2/n · XᵀX over the kept rows (GPTQ's Hessian of the layer's squared output error), Width x Width.</summary>
-    public double[] Hessian() => Gram(Samples, SampleCount, Width, 2.0 / Math.Max(1, SampleCount));
+    public double[] Hessian(int threads = 1) => Gram(Samples, SampleCount, Width, 2.0 / Math.Max(1, SampleCount), threads);
 
-    internal static double[] Gram(ReadOnlySpan<float> x, int n, int d, double factor)
+    /// <summary>Columns of X whose products are formed together: each column read is reused this many times from cache.</summary>
+    private const int GramGroup = 16;
+
+    /// <summary>
+    /// factor · XᵀX (d x d, symmetric) of the rows X (n x d): entry (i, j) is the dot product of columns i and j over
+    /// the n samples in double precision. Columns are transposed to contiguous rows and the lower triangle is
+    /// filled in groups of rows that share every column they read; groups run in parallel and each entry is one
+    /// fixed dot product, so the result does not depend on the thread count.
+    /// </summary>
+    internal static double[] Gram(ReadOnlySpan<float> x, int n, int d, double factor, int threads = 1)
     {
-        var h = new double[(long)d * d];
-        var row = new double[d];
+        var columns = new double[(long)d * n];
         for (int s = 0; s < n; s++)
         {
             var xs = x.Slice(s * d, d);
-            for (int i = 0; i < d; i++) row[i] = xs[i];
-            for (int i = 0; i < d; i++)
-            {
-                double xi = row[i] * factor;
-                if (xi == 0) continue;
-                var hi = h.AsSpan(i * d, i + 1);
-                for (int j = 0; j <= i; j++) hi[j] += xi * row[j];
-            }
+            for (int i = 0; i < d; i++) columns[(long)i * n + s] = xs[i];
         }
+        var h = new double[(long)d * d];
+        LinearAlgebra.For((d + GramGroup - 1) / GramGroup, threads, g =>
+        {
+            int i0 = g * GramGroup, i1 = Math.Min(d, i0 + GramGroup);
+            for (int j = 0; j < i1; j++)
+            {
+                var cj = columns.AsSpan(j * n, n);
+                for (int i = Math.Max(i0, j); i < i1; i++)
+                    h[(long)i * d + j] = factor * LinearAlgebra.Dot(columns.AsSpan(i * n, n), cj);
+            }
+        });
         for (int i = 0; i < d; i++)
             for (int j = 0; j < i; j++) h[(long)j * d + i] = h[(long)i * d + j];
         return h;

@@ -26,15 +26,20 @@ public sealed class GptqQuantizer(CalibrationSet calibration, bool actOrder = fa
             Quantize.Rows(tensor.TargetType, rows, tensor.RowLength, output);
             return;
         }
-        QuantizeLayer(tensor.TargetType, rows, tensor.RowLength, stats.Hessian(), output, actOrder, dampening, tensor.TensorName);
+        QuantizeLayer(tensor.TargetType, rows, tensor.RowLength, stats.Hessian(tensor.Threads), output, actOrder, dampening, tensor.TensorName, tensor.Threads);
     }
+
+    /// <summary>Columns of the trailing update done per pass: the block's rows of U for them stay in L2.</summary>
+    private const int UpdateTile = 512;
 
     /// <summary>
     /// Quantizes the weights <paramref name="w"/> (rows x cols, row-major, one row per output channel) given the
     /// Hessian <paramref name="hessian"/> (cols x cols) of the layer's inputs; writes rows x RowBytes(type, cols) bytes.
+    /// Rows are independent once U is known, so they are split over <paramref name="threads"/>; the bytes are the same
+    /// for any thread count.
     /// </summary>
     public static void QuantizeLayer(GgmlType type, ReadOnlySpan<float> w, int cols, double[] hessian, Span<byte> output,
-        bool actOrder = false, double dampening = 0.01, string name = "layer")
+        bool actOrder = false, double dampening = 0.01, string name = "layer", int threads = 1)
     {
         if (!BlockGrid.IsSupported(type)) throw new NotSupportedException($"gptq cannot quantize to {type}");
         int bs = GgmlTypeInfo.BlockSize(type);
@@ -42,91 +47,102 @@ public sealed class GptqQuantizer(CalibrationSet calibration, bool actOrder = fa
         if (hessian.Length != (long)cols * cols) throw new ArgumentException($"{name}: Hessian of {hessian.Length} values for {cols} columns");
         int rows = w.Length / cols;
         int rowBytes = checked((int)GgmlTypeInfo.RowBytes(type, cols));
-        var (minLevel, maxLevel) = BlockGrid.LevelRange(type);
+        int blockBytes = GgmlTypeInfo.BlockBytes(type);
 
-        var h = (double[])hessian.Clone();
         var weights = w.ToArray();
         // Inputs that never fire carry no information; GPTQ zeroes their weights and keeps H invertible.
+        var diagonal = new double[cols];
         double meanDiag = 0;
         for (int i = 0; i < cols; i++)
         {
-            if (h[(long)i * cols + i] == 0)
+            diagonal[i] = hessian[(long)i * cols + i];
+            if (diagonal[i] == 0)
             {
-                h[(long)i * cols + i] = 1;
+                diagonal[i] = 1;
                 for (int r = 0; r < rows; r++) weights[(long)r * cols + i] = 0;
             }
-            meanDiag += h[(long)i * cols + i];
+            meanDiag += diagonal[i];
         }
         meanDiag /= cols;
-        for (int i = 0; i < cols; i++) h[(long)i * cols + i] += dampening * meanDiag;
 
         // perm[k] = original column processed k-th.
         var perm = Enumerable.Range(0, cols).ToArray();
-        if (actOrder) perm = perm.OrderByDescending(i => h[(long)i * cols + i]).ThenBy(i => i).ToArray();
+        if (actOrder) perm = perm.OrderByDescending(i => diagonal[i]).ThenBy(i => i).ToArray();
 
-        var scale = new float[(long)rows * cols];
-        var offset = new float[(long)rows * cols];
-        var levels = new int[(long)rows * cols];
-        // The grids of static groups (act-order) come from the original weights, before any compensation.
-        if (actOrder)
-            for (int r = 0; r < rows; r++)
-                BlockGrid.ReferenceGrid(type, weights.AsSpan(r * cols, cols), output.Slice(r * rowBytes, rowBytes),
-                    scale.AsSpan(r * cols, cols), offset.AsSpan(r * cols, cols));
-
-        // Work in permuted column order: wp[r, k] = weights[r, perm[k]].
-        var wp = new float[(long)rows * cols];
+        // Work in permuted column order: hp[i, j] = H[perm[i], perm[j]], dampened.
         var hp = new double[(long)cols * cols];
-        for (int r = 0; r < rows; r++)
-            for (int k = 0; k < cols; k++) wp[(long)r * cols + k] = weights[(long)r * cols + perm[k]];
-        for (int i = 0; i < cols; i++)
-            for (int j = 0; j < cols; j++) hp[(long)i * cols + j] = h[(long)perm[i] * cols + perm[j]];
-        var upperD = LinearAlgebra.UpperCholeskyOfInverse(hp, cols, name);
-        var upper = new float[upperD.Length];
-        for (long i = 0; i < upperD.Length; i++) upper[i] = (float)upperD[i];
-
-        var err = new float[(long)rows * bs];
-        var blockValues = new float[cols];
-        for (int start = 0; start < cols; start += bs)
+        LinearAlgebra.For(cols, threads, i =>
         {
-            int end = start + bs;
-            if (!actOrder)
+            var dst = hp.AsSpan(i * cols, cols);
+            long from = (long)perm[i] * cols;
+            for (int j = 0; j < cols; j++) dst[j] = hessian[from + perm[j]];
+            dst[i] = diagonal[perm[i]] + dampening * meanDiag;
+        });
+        var upper = LinearAlgebra.UpperCholeskyOfInverse(hp, cols, name, threads);
+
+        var bytes = output.ToArray();
+        var (minLevel, maxLevel) = BlockGrid.LevelRange(type);
+        int rowGroup = Math.Max(1, Math.Min(16, rows));
+        LinearAlgebra.For((rows + rowGroup - 1) / rowGroup, threads, g =>
+        {
+            int r0 = g * rowGroup, n = Math.Min(rowGroup, rows - r0);
+            var wp = new float[n * cols];
+            var scale = new float[n * cols];
+            var offset = new float[n * cols];
+            var levels = new int[cols];
+            var err = new float[n * bs];
+            for (int r = 0; r < n; r++)
+                for (int k = 0; k < cols; k++) wp[r * cols + k] = weights[(long)(r0 + r) * cols + perm[k]];
+            // The grids of static groups (act-order) come from the original weights, before any compensation.
+            if (actOrder)
+                for (int r = 0; r < n; r++)
+                    BlockGrid.ReferenceGrid(type, weights.AsSpan((r0 + r) * cols, cols), bytes.AsSpan((r0 + r) * rowBytes, rowBytes),
+                        scale.AsSpan(r * cols, cols), offset.AsSpan(r * cols, cols));
+            for (int start = 0; start < cols; start += bs)
             {
-                // Columns [start, end) are exactly format block start/bs of every row: choose its scales now.
-                for (int r = 0; r < rows; r++)
+                int end = start + bs;
+                if (!actOrder)
                 {
-                    var block = wp.AsSpan(r * cols + start, bs);
-                    var bytes = output.Slice(r * rowBytes + start / bs * GgmlTypeInfo.BlockBytes(type), GgmlTypeInfo.BlockBytes(type));
-                    Quantize.Row(type, block, bytes);
-                    BlockGrid.Read(type, bytes, scale.AsSpan(r * cols + start, bs), offset.AsSpan(r * cols + start, bs));
+                    // Columns [start, end) are exactly format block start/bs of every row: choose its scales now.
+                    for (int r = 0; r < n; r++)
+                    {
+                        var block = wp.AsSpan(r * cols + start, bs);
+                        var blockOut = bytes.AsSpan((r0 + r) * rowBytes + start / bs * blockBytes, blockBytes);
+                        Quantize.Row(type, block, blockOut);
+                        BlockGrid.Read(type, blockOut, scale.AsSpan(r * cols + start, bs), offset.AsSpan(r * cols + start, bs));
+                    }
                 }
-            }
-            for (int k = start; k < end; k++)
-            {
-                int col = perm[k];
-                float d = upper[(long)k * cols + k];
-                var uRow = upper.AsSpan(k * cols + k + 1, end - k - 1);
-                for (int r = 0; r < rows; r++)
-                {
-                    long at = (long)r * cols + k;
-                    long gridAt = (long)r * cols + (actOrder ? col : k);
-                    float value = wp[at];
-                    int l = BlockGrid.NearestLevel(value, scale[gridAt], offset[gridAt], minLevel, maxLevel);
-                    levels[(long)r * cols + col] = l;
-                    float q = scale[gridAt] * l + offset[gridAt];
-                    float e = (value - q) / d;
-                    err[(long)r * bs + (k - start)] = e;
-                    LinearAlgebra.SubtractScaled(wp.AsSpan((int)at + 1, end - k - 1), uRow, e);
-                }
-            }
-            if (end < cols)
-                for (int r = 0; r < rows; r++)
-                {
-                    var rest = wp.AsSpan(r * cols + end, cols - end);
+                for (int r = 0; r < n; r++)
                     for (int k = start; k < end; k++)
-                        LinearAlgebra.SubtractScaled(rest, upper.AsSpan(k * cols + end, cols - end), err[(long)r * bs + (k - start)]);
+                    {
+                        int at = r * cols + k;
+                        int gridAt = r * cols + (actOrder ? perm[k] : k);
+                        float value = wp[at];
+                        int l = BlockGrid.NearestLevel(value, scale[gridAt], offset[gridAt], minLevel, maxLevel);
+                        float q = scale[gridAt] * l + offset[gridAt];
+                        wp[at] = l; // the column is final: its slot keeps the level from here on
+                        float e = (value - q) / upper[(long)k * cols + k];
+                        err[r * bs + (k - start)] = e;
+                        LinearAlgebra.SubtractScaled(wp.AsSpan(at + 1, end - k - 1), upper.AsSpan(k * cols + k + 1, end - k - 1), e);
+                    }
+                // Lazy batch: the block's errors reach the remaining columns in tiles whose rows of U stay cached.
+                for (int tile = end; tile < cols; tile += UpdateTile)
+                {
+                    int width = Math.Min(UpdateTile, cols - tile);
+                    for (int r = 0; r < n; r++)
+                    {
+                        var rest = wp.AsSpan(r * cols + tile, width);
+                        for (int k = start; k < end; k++)
+                            LinearAlgebra.SubtractScaled(rest, upper.AsSpan(k * cols + tile, width), err[r * bs + (k - start)]);
+                    }
                 }
-        }
-        for (int r = 0; r < rows; r++)
-            BlockGrid.WriteRowLevels(type, output.Slice(r * rowBytes, rowBytes), levels.AsSpan(r * cols, cols));
+            }
+            for (int r = 0; r < n; r++)
+            {
+                for (int k = 0; k < cols; k++) levels[perm[k]] = (int)wp[r * cols + k];
+                BlockGrid.WriteRowLevels(type, bytes.AsSpan((r0 + r) * rowBytes, rowBytes), levels);
+            }
+        });
+        bytes.CopyTo(output);
     }
 }

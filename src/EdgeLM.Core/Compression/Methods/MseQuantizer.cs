@@ -86,6 +86,11 @@ public sealed class MseQuantizer : ITensorQuantizer
             Quantize.Row(type, x, dst);
             double best = BlockError(type, x, w, dst);
             if (best == 0) return;
+            if (type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0)
+            {
+                RunSymmetric(x, w, dst, best);
+                return;
+            }
             int subs = _n / _sub;
             Array.Fill(_bestSubError, double.MaxValue, 0, subs);
             foreach (float ratio in _n == GgmlTypeInfo.QK_K ? CoarseRatios : Ratios)
@@ -102,6 +107,82 @@ public sealed class MseQuantizer : ITensorQuantizer
                 Keep(ref best, Candidate(x, w, null), dst);
             }
             if (type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0) RefitScale(x, w, dst, ref best);
+        }
+
+        /// <summary>
+        /// The same search for the formats that decode as level·d (Q4_0, Q5_0, Q8_0), without building candidate blocks:
+        /// the reference quantizer's d for the clipped values is its signed (or absolute) maximum over a constant, so a
+        /// candidate is one fp16 d, and its error Σ w·(l·d - x)² is exactly what a reader decodes. Only the winner is
+        /// written.
+        /// </summary>
+        private void RunSymmetric(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<byte> dst, double best)
+        {
+            float min = float.MaxValue, max = float.MinValue;
+            foreach (float v in x) { min = Math.Min(min, v); max = Math.Max(max, v); }
+            ushort bestD = BinaryPrimitives.ReadUInt16LittleEndian(dst);
+            bool improved = false;
+            foreach (float ratio in Ratios)
+            {
+                float lo = Math.Min(ratio * min, ratio * max), hi = Math.Max(ratio * min, ratio * max);
+                // The reference quantizer's d for the clipped block (same scan, same tie-breaking).
+                float amax = 0, signedMax = 0;
+                for (int i = 0; i < _n; i++)
+                {
+                    float c = Math.Clamp(x[i], lo, hi);
+                    if (amax < MathF.Abs(c)) { amax = MathF.Abs(c); signedMax = c; }
+                }
+                float d = type switch { GgmlType.Q4_0 => signedMax / -8, GgmlType.Q5_0 => signedMax / -16, _ => amax / 127 };
+                ushort d16 = HalfPrecision.ToF16(d);
+                double e = SymmetricError(x, w, HalfPrecision.FromF16(d16));
+                if (e < best) { best = e; bestD = d16; improved = true; }
+            }
+            // Weighted least-squares d of the chosen levels, rounded to fp16, levels again.
+            float dd = HalfPrecision.FromF16(bestD);
+            if (dd != 0 && float.IsFinite(dd))
+            {
+                double sxl = 0, sll = 0;
+                for (int i = 0; i < _n; i++)
+                {
+                    int l = SymmetricLevel(x[i], dd);
+                    sxl += w[i] * x[i] * l;
+                    sll += w[i] * (double)l * l;
+                }
+                if (sll > 0)
+                {
+                    ushort refit = HalfPrecision.ToF16((float)(sxl / sll));
+                    double e = SymmetricError(x, w, HalfPrecision.FromF16(refit));
+                    if (e < best) { best = e; bestD = refit; improved = true; }
+                }
+            }
+            if (!improved) return; // the reference block stays
+            dd = HalfPrecision.FromF16(bestD);
+            int zero = _range.Min < 0 ? 0 : -_range.Min + (_range.Max + 1) / 2;
+            for (int i = 0; i < _n; i++) _levels[i] = SymmetricLevel(x[i], dd) + zero;
+            BinaryPrimitives.WriteUInt16LittleEndian(dst, bestD);
+            BlockGrid.WriteLevels(type, dst, _levels);
+        }
+
+        /// <summary>Signed level of x on the grid l·d: Q4_0 [-8, 7], Q5_0 [-16, 15], Q8_0 [-127, 127].</summary>
+        private int SymmetricLevel(float x, float d)
+        {
+            if (d == 0 || !float.IsFinite(d)) return 0;
+            int half = (_range.Max + 1) / 2;
+            int lo = _range.Min < 0 ? _range.Min : -half, hi = _range.Min < 0 ? _range.Max : half - 1;
+            float l = MathF.Round(x / d);
+            return l <= lo ? lo : l >= hi ? hi : (int)l;
+        }
+
+        /// <summary>Σ w·(l·d - x)² with l·d computed as the decoders do (level times the fp16 d, in float).</summary>
+        private double SymmetricError(ReadOnlySpan<float> x, ReadOnlySpan<float> w, float d)
+        {
+            if (d == 0 || !float.IsFinite(d)) return double.MaxValue;
+            double e = 0;
+            for (int i = 0; i < _n; i++)
+            {
+                double diff = (double)(SymmetricLevel(x[i], d) * d) - x[i];
+                e += w[i] * diff * diff;
+            }
+            return e;
         }
 
         private void Keep(ref double best, double error, Span<byte> dst)
