@@ -170,7 +170,13 @@ public unsafe class RepackKernelTests
         var (v, vBuffer) = RandomWeight(GgmlType.Q8_0, 64, 8, 2);
         using var __ = vBuffer;
         *(ushort*)(v.Data + 3 * 34) = 0x7C00; // +infinity
-        Assert.Null(RepackedMatrix.Create(v));
+        Assert.Null(RepackedMatrix.Pack(v));
+        Assert.False(WeightRepacker.Attach(v));
+        using (var pool = new WorkerPool(2))
+        {
+            WeightRepacker.Prepare([v], pool); // found while packing, on the pool: the matrix is dropped
+            Assert.Null(WeightRepacker.Find(v));
+        }
 
         var (f, fBuffer) = RandomWeight(GgmlType.Q4_1, 64, 8, 3);
         using var ___ = fBuffer;

@@ -64,24 +64,23 @@ public sealed unsafe class RepackedMatrix
 
     /// <summary>
     /// An empty matrix for <paramref name="w"/>, to be filled by <see cref="PackPanels"/>; null when the tensor cannot be
-    /// packed. Scales that are infinities or NaNs (exponent 31, never produced by a quantizer) also leave the tensor
-    /// unpacked, so the kernels' exact half conversion never has to handle them.
+    /// packed. Nothing of the tensor is read here: a scan of its scales would fault every page of the mapped file in
+    /// before packing could release them, and resident memory would peak at a second copy of the largest tensor.
     /// </summary>
     public static RepackedMatrix? Create(Tensor w)
     {
         ArgumentNullException.ThrowIfNull(w);
-        if (!CanPack(w)) return null;
-        int fileBlockBytes = GgmlTypeInfo.BlockBytes(w.Type);
-        long blockCount = w.ByteLength / fileBlockBytes;
-        byte* data = w.Data;
-        for (long i = 0; i < blockCount; i++)
-            if ((*(ushort*)(data + i * fileBlockBytes) & 0x7C00) == 0x7C00) return null;
-        return new RepackedMatrix(w.Type, (int)w.RowCount, w.RowLength);
+        return CanPack(w) ? new RepackedMatrix(w.Type, (int)w.RowCount, w.RowLength) : null;
     }
 
-    /// <summary>Packs panels [begin, end) of <paramref name="w"/> (the tensor this matrix was created for).</summary>
-    public void PackPanels(Tensor w, int begin, int end)
+    /// <summary>
+    /// Packs panels [begin, end) of <paramref name="w"/> (the tensor this matrix was created for). False when a scale is
+    /// an infinity or a NaN (exponent 31, never produced by a quantizer): the caller then drops the matrix and the tensor
+    /// stays unpacked, so the kernels' exact half conversion never has to handle them.
+    /// </summary>
+    public bool PackPanels(Tensor w, int begin, int end)
     {
+        int nonFinite = 0;
         long rowStride = w.RowStride;
         int blocks = Blocks, fileBlock = GgmlTypeInfo.BlockBytes(Type);
         for (int p = begin; p < end; p++)
@@ -94,7 +93,9 @@ public sealed unsafe class RepackedMatrix
                 for (int i = 0; i < PanelRows; i++)
                 {
                     byte* src = rows + i * rowStride + (long)b * fileBlock;
-                    *(ushort*)(record + 2 * i) = *(ushort*)src;
+                    ushort scale = *(ushort*)src;
+                    nonFinite |= (scale & 0x7C00) == 0x7C00 ? 1 : 0;
+                    *(ushort*)(record + 2 * i) = scale;
                     switch (Type)
                     {
                         case GgmlType.Q4_0:
@@ -121,14 +122,14 @@ public sealed unsafe class RepackedMatrix
                 }
             }
         }
+        return nonFinite == 0;
     }
 
     /// <summary>Packs the whole tensor on the calling thread (tests, benchmarks); null when it cannot be packed.</summary>
     public static RepackedMatrix? Pack(Tensor w)
     {
         var packed = Create(w);
-        packed?.PackPanels(w, 0, packed.Rows / PanelRows);
-        return packed;
+        return packed is not null && packed.PackPanels(w, 0, packed.Rows / PanelRows) ? packed : null;
     }
 
     /// <summary>

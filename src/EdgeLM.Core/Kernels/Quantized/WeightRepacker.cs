@@ -62,12 +62,14 @@ public static unsafe class WeightRepacker
                 // Released chunk by chunk as packing goes, so the file's pages and their packed copy are never both
                 // resident for more than a chunk per thread, even when something touched the whole file before.
                 bool release = mappings.Contains(w.Data, w.ByteLength);
-                job.Setup(w, m, release);
                 int chunk = Math.Max(1, (int)Math.Min(panels, (1 << 20) / Math.Max(1, m.PanelStride)));
+                job.Setup(w, m, release, chunk);
                 pool.Run(job, panels, chunk);
+                bool finite = job.AllFinite;
                 job.Setup(null, null, false);
-                Packed.Add(w, m);
                 if (release) FileMappings.Release(w.Data, w.ByteLength); // the pages that chunk boundaries shared
+                // A non-finite scale keeps the file layout; released pages are read back from the file as used.
+                if (finite) Packed.Add(w, m);
             }
         }
     }
@@ -98,14 +100,28 @@ public static unsafe class WeightRepacker
         private RepackedMatrix? _matrix;
         private bool _release;
 
-        public void Setup(Tensor? tensor, RepackedMatrix? matrix, bool release) { _tensor = tensor; _matrix = matrix; _release = release; }
+        private volatile bool _nonFinite;
+
+        public bool AllFinite => !_nonFinite;
+
+        private int _chunk = 1;
+
+        public void Setup(Tensor? tensor, RepackedMatrix? matrix, bool release, int chunk = 1)
+        {
+            _tensor = tensor; _matrix = matrix; _release = release; _chunk = chunk; _nonFinite = false;
+        }
 
         public void Execute(int begin, int end, int worker)
         {
-            _matrix!.PackPanels(_tensor!, begin, end);
-            if (!_release) return;
+            // The pool may hand one thread a long range (all of it on one thread): pack and release a chunk at a time
+            // so the file's pages of at most one chunk are resident beside the packed copy.
             long panelBytes = _tensor!.RowStride * RepackedMatrix.PanelRows;
-            FileMappings.Release(_tensor.Data + begin * panelBytes, (end - begin) * panelBytes);
+            for (int from = begin; from < end; from += _chunk)
+            {
+                int to = Math.Min(end, from + _chunk);
+                if (!_matrix!.PackPanels(_tensor, from, to)) _nonFinite = true;
+                if (_release) FileMappings.Release(_tensor.Data + from * panelBytes, (to - from) * panelBytes);
+            }
         }
     }
 
