@@ -42,5 +42,9 @@ public sealed class LoadedModel : IDisposable
         Weights = new ModelWeights(config, tensors);
     }
 
-    public void Dispose() => _owner.Dispose();
+    public void Dispose()
+    {
+        Kernels.Quantized.WeightRepacker.Discard(Weights);
+        _owner.Dispose();
+    }
 }

@@ -20,7 +20,7 @@ namespace EdgeLM.Kernels.Quantized;
 /// </list>
 /// Same bytes per weight as the file, so the packed copy replaces the mapped pages rather than adding to them.
 /// </summary>
-public sealed unsafe class RepackedMatrix
+public sealed unsafe class RepackedMatrix : IDisposable
 {
     public const int PanelRows = 8;
     private const int BlockSize = 32;
@@ -174,10 +174,13 @@ public sealed unsafe class RepackedMatrix
         }
     }
 
-    /// <summary>Owns the packed bytes; freed when the matrix is collected (it lives as long as its tensor).</summary>
+    /// <summary>Frees the packed bytes now; no kernel may use the matrix afterwards (its model is being disposed).</summary>
+    public void Dispose() => _memory.Free();
+
+    /// <summary>Owns the packed bytes; freed by <see cref="Dispose"/>, else when the matrix is collected.</summary>
     private sealed class NativeMemoryOwner
     {
-        public byte* Pointer { get; }
+        public byte* Pointer { get; private set; }
 
         public NativeMemoryOwner(long length)
         {
@@ -188,10 +191,15 @@ public sealed unsafe class RepackedMatrix
 
         private readonly long _length;
 
-        ~NativeMemoryOwner()
+        public void Free()
         {
+            if (Pointer == null) return;
             NativeMemory.AlignedFree(Pointer);
+            Pointer = null;
             GC.RemoveMemoryPressure(_length);
+            GC.SuppressFinalize(this);
         }
+
+        ~NativeMemoryOwner() => Free();
     }
 }

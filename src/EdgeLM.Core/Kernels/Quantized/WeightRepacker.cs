@@ -37,10 +37,34 @@ public static unsafe class WeightRepacker
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(pool);
         if (!Enabled) return;
+        Prepare(Matrices(weights), pool);
+    }
+
+    /// <summary>
+    /// Frees the packed copies of the model's matrices now (the model is being disposed), rather than when the
+    /// collector gets to them: a process that loads one model after another (the pipeline) would otherwise hold
+    /// every earlier model's packed weights in memory.
+    /// </summary>
+    public static void Discard(ModelWeights weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        lock (Gate)
+        {
+            foreach (var w in Matrices(weights))
+            {
+                if (!Packed.TryGetValue(w, out var m)) continue;
+                Packed.Remove(w);
+                m.Dispose();
+            }
+        }
+    }
+
+    private static List<Tensor> Matrices(ModelWeights weights)
+    {
         var tensors = new List<Tensor>();
         foreach (var lw in weights.Layers) tensors.AddRange([lw.Wq, lw.Wk, lw.Wv, lw.Wo, lw.Gate, lw.Up, lw.Down]);
         tensors.Add(weights.Output);
-        Prepare(tensors, pool);
+        return tensors;
     }
 
     /// <summary>Packs the given matrices (those not packable, or already packed, are skipped).</summary>
