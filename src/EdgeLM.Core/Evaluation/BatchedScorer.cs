@@ -36,6 +36,8 @@ public sealed class BatchedModelScorer : IBatchLoglikelihoodScorer, IDisposable
     private readonly int _prefixTokenId, _maxLength, _maxSequences, _maxTokensPerStep, _vocab;
     private readonly long _kvBudgetBytes;
     private readonly float[] _logits;
+    private readonly RowLogSoftmax _rowSoftmax;
+    private readonly Job?[] _rowOwners;
     private BatchedSession? _batch;
     private bool _disposed;
 
@@ -65,6 +67,8 @@ public sealed class BatchedModelScorer : IBatchLoglikelihoodScorer, IDisposable
         _kvBudgetBytes = kvBudgetBytes;
         _vocab = config.VocabSize;
         _logits = new float[checked((long)maxTokensPerStep * _vocab)];
+        _rowSoftmax = new RowLogSoftmax(_logits, _vocab, maxTokensPerStep);
+        _rowOwners = new Job?[maxTokensPerStep];
         _pool = new WorkerPool(threads);
     }
 
@@ -219,13 +223,23 @@ public sealed class BatchedModelScorer : IBatchLoglikelihoodScorer, IDisposable
             batch.StepAll(logitRows.AsSpan(0, sequences.Count), _logits);
             Steps++;
 
+            // The log-softmax of each row (an exp per vocabulary entry) runs on the pool; the sums stay in token order.
             int offset = 0;
             for (int i = 0; i < sequences.Count; i++)
             {
                 if (logitRows[i] == 0) continue;
                 var job = running.Find(j => ReferenceEquals(j.Sequence, sequences[i]))!;
-                job.Score(_logits.AsSpan(offset * _vocab, logitRows[i] * _vocab), logitRows[i], _vocab);
+                for (int r = 0; r < logitRows[i]; r++) _rowSoftmax.Tokens[offset + r] = job.Unit.Continuations[job.Choice][job.Scored + 1 + r];
+                _rowOwners[offset] = job;
                 offset += logitRows[i];
+            }
+            _pool.Run(_rowSoftmax, offset);
+            for (int row = 0; row < offset;)
+            {
+                var job = _rowOwners[row]!;
+                int rows = job.Queued - job.Scored;
+                job.Add(_rowSoftmax.LogProbs.AsSpan(row, rows), _rowSoftmax.IsArgmax.AsSpan(row, rows));
+                row += rows;
             }
             TokensProcessed += offset;
             foreach (var job in running)
@@ -296,17 +310,29 @@ public sealed class BatchedModelScorer : IBatchLoglikelihoodScorer, IDisposable
         public int Queued, Scored;
         public bool Done => Scored == Unit.Continuations[Choice].Length - 1;
 
-        /// <summary>Adds the log-probs of the next <paramref name="rows"/> tokens (token j's from the logits of token j - 1).</summary>
-        public void Score(ReadOnlySpan<float> logits, int rows, int vocab)
+        /// <summary>Adds the log-probs of the next tokens, in order (token j's from the logits of token j - 1).</summary>
+        public void Add(ReadOnlySpan<double> logProbs, ReadOnlySpan<bool> isArgmax)
         {
-            var tokens = Unit.Continuations[Choice];
-            for (int r = 0; r < rows; r++)
+            for (int r = 0; r < logProbs.Length; r++)
             {
-                var (lp, isMax) = LogSoftmax.Of(logits.Slice(r * vocab, vocab), tokens[Scored + 1]);
-                Unit.Sums[Choice] += lp;
-                Unit.Greedy[Choice] &= isMax;
+                Unit.Sums[Choice] += logProbs[r];
+                Unit.Greedy[Choice] &= isArgmax[r];
                 Scored++;
             }
+        }
+    }
+
+    /// <summary>LogSoftmax.Of(row r of the logits, Tokens[r]) for a range of rows.</summary>
+    private sealed class RowLogSoftmax(float[] logits, int vocab, int maxRows) : IRangeJob
+    {
+        public readonly int[] Tokens = new int[maxRows];
+        public readonly double[] LogProbs = new double[maxRows];
+        public readonly bool[] IsArgmax = new bool[maxRows];
+
+        public void Execute(int begin, int end, int worker)
+        {
+            for (int r = begin; r < end; r++)
+                (LogProbs[r], IsArgmax[r]) = LogSoftmax.Of(logits.AsSpan(r * vocab, vocab), Tokens[r]);
         }
     }
 }
