@@ -22,6 +22,7 @@ internal sealed class EvalCommand : Command
         new("--num-fewshot", null, "K", "few-shot examples from the training split (DIR/<task>/train.jsonl ...), drawn like lm-eval's sampler with seed 1234", "0"),
         new("--output", "-o", "FILE", "write results.json in lm-evaluation-harness's layout"),
         new("--log-samples", null, "FILE", "write one JSON line per item (requests, log-likelihoods, acc, acc_norm)"),
+        new("--batch", null, "N", "items scored together: their contexts prefill in one pass, then all their continuations in one pass (same log-likelihoods, bitwise); 0: one request at a time on a single sequence", BatchedModelScorer.DefaultItemsPerBatch.ToString(CultureInfo.InvariantCulture)),
         ModelOptions.Threads, ModelOptions.Context, ModelOptions.Tokenizer,
     ];
 
@@ -56,8 +57,13 @@ internal sealed class EvalCommand : Command
         using var model = ModelOptions.Load(a);
         var tokenizer = ModelOptions.LoadTokenizer(model, a);
         int ctx = a.Int("--ctx", Math.Min(model.Config.ContextLength, InferenceSession.DefaultMaxContext), 16, model.Config.ContextLength);
-        using var session = new InferenceSession(model.Config, model.Weights, ctx, ModelOptions.ThreadCount(a));
-        var scorer = new ModelScorer(new SessionLanguageModel(session), RequestEncoding.TokenizerEncoder(tokenizer), RequestEncoding.PrefixTokenId(tokenizer));
+        int batchItems = a.Int("--batch", BatchedModelScorer.DefaultItemsPerBatch, 0, 1024);
+        var encode = RequestEncoding.TokenizerEncoder(tokenizer);
+        int prefixTokenId = RequestEncoding.PrefixTokenId(tokenizer);
+        using var session = batchItems == 0 ? new InferenceSession(model.Config, model.Weights, ctx, ModelOptions.ThreadCount(a)) : null;
+        using var batched = batchItems == 0 ? null
+            : new BatchedModelScorer(model.Config, model.Weights, encode, prefixTokenId, ctx, ModelOptions.ThreadCount(a), batchItems);
+        ILoglikelihoodScorer scorer = session != null ? new ModelScorer(new SessionLanguageModel(session), encode, prefixTokenId) : batched!;
 
         var results = new List<TaskResult>();
         foreach (var (task, docs, few) in loaded)

@@ -34,18 +34,36 @@ public static class Evaluator
         if (numFewShot < 0) throw new ArgumentOutOfRangeException(nameof(numFewShot), "few-shot count must not be negative");
         if (numFewShot > 0 && sampler is null) throw new ArgumentException("few-shot evaluation needs a sampler over the few-shot split");
         var samples = new List<SampleResult>(docs.Count);
-        for (int i = 0; i < docs.Count; i++)
+        // A batch scorer gets several items per call; results and progress are still reported item by item.
+        int chunk = scorer is IBatchLoglikelihoodScorer b ? Math.Max(1, b.ItemsPerBatch) : 1;
+        var requests = new List<(string Context, IReadOnlyList<string> Continuations)>(chunk);
+        for (int first = 0; first < docs.Count; first += chunk)
         {
             cancel.ThrowIfCancellationRequested();
-            var doc = docs[i];
-            string prefix = numFewShot > 0 ? sampler!.GetContext(doc, numFewShot) : "";
-            var (context, continuations) = Requests(doc, prefix);
-            var results = scorer.Score(context, continuations);
-            if (results.Length != continuations.Length)
-                throw new InvalidOperationException($"scorer returned {results.Length} results for {continuations.Length} requests");
-            var (acc, accNorm) = Metrics.MultipleChoice(results.Select(r => r.LogLikelihood).ToArray(), doc.Choices, doc.Gold);
-            samples.Add(new SampleResult(doc, context, continuations, results, acc, accNorm));
-            progress?.Invoke(i + 1, docs.Count);
+            int count = Math.Min(chunk, docs.Count - first);
+            requests.Clear();
+            for (int i = first; i < first + count; i++)
+            {
+                string prefix = numFewShot > 0 ? sampler!.GetContext(docs[i], numFewShot) : "";
+                var (context, continuations) = Requests(docs[i], prefix);
+                requests.Add((context, continuations));
+            }
+            var batchResults = scorer is IBatchLoglikelihoodScorer batchScorer && count > 1
+                ? batchScorer.ScoreBatch(requests)
+                : [scorer.Score(requests[0].Context, requests[0].Continuations)];
+            if (batchResults.Length != count)
+                throw new InvalidOperationException($"scorer returned {batchResults.Length} items for {count}");
+            for (int k = 0; k < count; k++)
+            {
+                var doc = docs[first + k];
+                var (context, continuations) = requests[k];
+                var results = batchResults[k];
+                if (results.Length != continuations.Count)
+                    throw new InvalidOperationException($"scorer returned {results.Length} results for {continuations.Count} requests");
+                var (acc, accNorm) = Metrics.MultipleChoice(results.Select(r => r.LogLikelihood).ToArray(), doc.Choices, doc.Gold);
+                samples.Add(new SampleResult(doc, context, continuations, results, acc, accNorm));
+                progress?.Invoke(first + k + 1, docs.Count);
+            }
         }
         return new TaskResult(task, numFewShot, originalCount, samples);
     }

@@ -27,6 +27,7 @@ public sealed class BatchedSession : IDisposable
     private readonly int[] _stepTokens, _take, _headRows;
     private readonly float[] _logits;
     private readonly int _vocab;
+    private int[]? _scoreRows;
     private long _step;
     private bool _disposed;
 
@@ -216,6 +217,63 @@ public sealed class BatchedSession : IDisposable
         return rows;
     }
 
+    /// <summary>
+    /// Scoring: one forward pass over every queued token of every sequence (at most <see cref="MaxTokensPerStep"/> in
+    /// all; nothing is left for a later step), writing the logits of the last <paramref name="logitRows"/>[i] queued
+    /// tokens of <see cref="Sequences"/>[i] to <paramref name="logits"/>, sequence after sequence, one vocabulary-sized
+    /// row per token. Every logits row is bitwise the one that token gets alone in an <see cref="InferenceSession"/>.
+    /// <see cref="BatchSequence.Logits"/> is not set by this step. Returns the tokens run.
+    /// </summary>
+    public int StepAll(ReadOnlySpan<int> logitRows, Span<float> logits)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int count = _active.Count;
+        if (logitRows.Length != count)
+            throw new ArgumentException($"{logitRows.Length} logit row counts for {count} sequences");
+        int rows = PendingTokens;
+        if (rows > MaxTokensPerStep)
+            throw new InvalidOperationException($"{rows} queued tokens exceed the {MaxTokensPerStep} of one step");
+        long wanted = 0;
+        for (int i = 0; i < count; i++)
+        {
+            if (logitRows[i] < 0 || logitRows[i] > _active[i].PendingCount)
+                throw new ArgumentOutOfRangeException(nameof(logitRows), $"logits of {logitRows[i]} tokens asked of a sequence with {_active[i].PendingCount} queued");
+            wanted += logitRows[i];
+        }
+        if (logits.Length < wanted * _vocab)
+            throw new ArgumentException($"logits buffer of {logits.Length} floats, {wanted * _vocab} needed for {wanted} tokens x {_vocab}");
+        _step++;
+        if (rows == 0) return 0;
+
+        long begin = _pass.StartProfile();
+        int row = 0;
+        for (int i = 0; i < count; i++)
+        {
+            var s = _active[i];
+            int take = s.PendingCount;
+            if (take == 0) continue;
+            s.PendingSpan.CopyTo(_stepTokens.AsSpan(row));
+            _pass.SetRows(row, take, s.Slot.Cache, s.Position);
+            row += take;
+        }
+        _pass.Run(_stepTokens.AsSpan(0, rows));
+
+        _scoreRows ??= new int[MaxTokensPerStep];
+        int selected = 0;
+        row = 0;
+        for (int i = 0; i < count; i++)
+        {
+            var s = _active[i];
+            int take = s.PendingCount;
+            for (int j = take - logitRows[i]; j < take; j++) _scoreRows[selected++] = row + j;
+            row += take;
+            s.Consume(take);
+        }
+        if (selected > 0) _pass.Logits(_scoreRows.AsSpan(0, selected), logits);
+        _pass.EndProfile(begin, rows);
+        return rows;
+    }
+
     internal long CurrentStep => _step;
 
     internal ReadOnlySpan<float> LogitsAt(int index) => _logits.AsSpan(index * _vocab, _vocab);
@@ -303,6 +361,24 @@ public sealed class BatchSequence
         }
         tokens.CopyTo(slot.Queue.AsSpan(_queueEnd));
         _queueEnd += tokens.Length;
+    }
+
+    /// <summary>
+    /// Makes this sequence the first <paramref name="position"/> tokens of <paramref name="source"/> (a sequence of the
+    /// same batch) by copying that part of its cache: a shared prompt runs once and forks. Nothing may be queued here.
+    /// </summary>
+    public void CopyPrefixFrom(BatchSequence source, int position)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        _owner.ThrowIfDisposed();
+        var slot = Slot;
+        if (source.Owner != _owner) throw new ArgumentException("the source sequence belongs to another batch");
+        if (PendingCount > 0) throw new InvalidOperationException("cannot copy into a sequence with queued tokens");
+        if (position < 0 || position > source.Position)
+            throw new ArgumentOutOfRangeException(nameof(position), $"cannot copy {position} tokens: the source holds {source.Position}");
+        slot.Cache.CopyPrefixFrom(source.Slot.Cache, position);
+        Position = position;
+        _logitsStep = -1;
     }
 
     /// <summary>Drops the queued tokens that have not run yet.</summary>

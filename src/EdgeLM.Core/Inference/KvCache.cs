@@ -57,6 +57,24 @@ public sealed unsafe class KvCache : IDisposable
         }
     }
 
+    /// <summary>Overwrites positions [0, <paramref name="positions"/>) of every layer with those of <paramref name="source"/>
+    /// (same layout but for the context length): a forked sequence starts from a copy of a shared prefix.</summary>
+    internal void CopyPrefixFrom(KvCache source, int positions)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (source.LayerCount != LayerCount || source.KvDim != KvDim || source.Type != Type)
+            throw new ArgumentException("the caches differ in layers, width or element type");
+        if (positions < 0 || positions > ContextLength || positions > source.ContextLength)
+            throw new ArgumentOutOfRangeException(nameof(positions), $"cannot copy {positions} positions between caches of {source.ContextLength} and {ContextLength}");
+        if (ReferenceEquals(source, this)) return;
+        long bytes = (long)positions * KvDim * ElementBytes;
+        for (int layer = 0; layer < LayerCount; layer++)
+        {
+            Buffer.MemoryCopy(source.Keys(layer), Keys(layer), bytes, bytes);
+            Buffer.MemoryCopy(source.Values(layer), Values(layer), bytes, bytes);
+        }
+    }
+
     public void Dispose()
     {
         _keys.Dispose();
