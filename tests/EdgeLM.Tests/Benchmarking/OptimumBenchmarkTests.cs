@@ -85,10 +85,12 @@ public sealed class OptimumBenchmarkTests(OptimumModelFixture fixture) : IClassF
         // per token: new_tokens - 1 intervals per generate run and sequence
         Assert.Equal(generate.Length * (options.NewTokens - 1), Values(root, "per_token").Length);
 
-        Assert.True(decode.Average() > 0, "23 decode steps take time");
         var decodeThroughput = root.GetProperty("decode").GetProperty("throughput");
         Assert.Equal("tokens/s", decodeThroughput.GetProperty("unit").GetString());
-        Assert.Equal(1.0 * (options.NewTokens - 1) / decode.Average(), decodeThroughput.GetProperty("value").GetDouble(), 6);
+        // On a loaded machine a preempted prefill run can make the mean prefill longer than every generate run of this
+        // tiny model: decode latency is then 0 (clamped, as above) and its throughput is reported as 0, not infinity.
+        double expectedDecode = decode.Average() > 0 ? 1.0 * (options.NewTokens - 1) / decode.Average() : 0;
+        Assert.Equal(expectedDecode, decodeThroughput.GetProperty("value").GetDouble(), 6);
         var prefillThroughput = root.GetProperty("prefill").GetProperty("throughput");
         Assert.Equal("samples/s", prefillThroughput.GetProperty("unit").GetString());
         Assert.Equal(1.0 / prefill.Average(), prefillThroughput.GetProperty("value").GetDouble(), 6);
