@@ -1,4 +1,6 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace EdgeLM.Compression.Methods;
 
@@ -192,5 +194,98 @@ internal static class LinearAlgebra
             }
         }
         return total;
+    }
+
+    /// <summary>Column width of the tiles of <see cref="ToColumnTiles"/>: four 8-float vectors.</summary>
+    public const int TileWidth = 32;
+
+    /// <summary>Rows of one piece of a column tile: 1024 x 32 floats (128 KiB) stay in L2 while they are used.</summary>
+    public const int TileRows = 1024;
+
+    /// <summary>
+    /// A d x d matrix (d a multiple of <see cref="TileWidth"/>) in float, cut into bands of <see cref="TileRows"/>
+    /// rows and each band into column tiles of <see cref="TileWidth"/>, stored band by band and tile by tile with a
+    /// tile's rows adjacent: a pass over every tile of every band streams through the array once.
+    /// </summary>
+    public static float[] ToColumnTiles(double[] m, int d, int threads = 1)
+    {
+        if (d % TileWidth != 0) throw new ArgumentException($"column tiles need a multiple of {TileWidth} columns, got {d}");
+        var tiles = new float[(long)d * d];
+        For(d / TileWidth, threads, t =>
+        {
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < TileWidth; j++) tiles[TileOffset(d, i, t) + j] = (float)m[(long)i * d + t * TileWidth + j];
+        });
+        return tiles;
+    }
+
+    /// <summary>Where row <paramref name="i"/> of column tile <paramref name="t"/> starts in the <see cref="ToColumnTiles"/> layout.</summary>
+    public static long TileOffset(int d, int i, int t)
+    {
+        int band = i / TileRows, bandStart = band * TileRows, bandRows = Math.Min(TileRows, d - bandStart);
+        return (long)bandStart * d + ((long)t * bandRows + (i - bandStart)) * TileWidth;
+    }
+
+    /// <summary>
+    /// y[0..TileWidth) += Σ_k amounts[k] · tile row (columns[k] - firstRow) (rows of <paramref name="tile"/>, TileWidth values each).
+    /// The sum is formed in registers with fused multiply-adds in two chains (even and odd k), then added to y once.
+    /// </summary>
+    public static void AccumulateTileRows(Span<float> y, ReadOnlySpan<float> tile, ReadOnlySpan<int> columns, ReadOnlySpan<float> amounts, int firstRow = 0)
+    {
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            AccumulateTileRowsScalar(y, tile, columns, amounts, firstRow);
+            return;
+        }
+        ref float t0 = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(tile);
+        Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int k = 0, n = columns.Length;
+        int tileRows = tile.Length / TileWidth;
+        for (; k + 1 < n; k += 2)
+        {
+            int ca = columns[k] - firstRow, cb = columns[k + 1] - firstRow;
+            if ((uint)ca >= (uint)tileRows || (uint)cb >= (uint)tileRows) throw new ArgumentOutOfRangeException(nameof(columns));
+            ref float ra = ref Unsafe.Add(ref t0, ca * TileWidth);
+            ref float rb = ref Unsafe.Add(ref t0, cb * TileWidth);
+            var sa = Vector256.Create(amounts[k]);
+            var sb = Vector256.Create(amounts[k + 1]);
+            a0 = Vector256.FusedMultiplyAdd(sa, Vector256.LoadUnsafe(ref ra), a0);
+            a1 = Vector256.FusedMultiplyAdd(sa, Vector256.LoadUnsafe(ref ra, 8), a1);
+            a2 = Vector256.FusedMultiplyAdd(sa, Vector256.LoadUnsafe(ref ra, 16), a2);
+            a3 = Vector256.FusedMultiplyAdd(sa, Vector256.LoadUnsafe(ref ra, 24), a3);
+            b0 = Vector256.FusedMultiplyAdd(sb, Vector256.LoadUnsafe(ref rb), b0);
+            b1 = Vector256.FusedMultiplyAdd(sb, Vector256.LoadUnsafe(ref rb, 8), b1);
+            b2 = Vector256.FusedMultiplyAdd(sb, Vector256.LoadUnsafe(ref rb, 16), b2);
+            b3 = Vector256.FusedMultiplyAdd(sb, Vector256.LoadUnsafe(ref rb, 24), b3);
+        }
+        if (k < n)
+        {
+            var row = tile.Slice((columns[k] - firstRow) * TileWidth, TileWidth);
+            var sa = Vector256.Create(amounts[k]);
+            a0 = Vector256.FusedMultiplyAdd(sa, Vector256.Create(row), a0);
+            a1 = Vector256.FusedMultiplyAdd(sa, Vector256.Create(row[8..]), a1);
+            a2 = Vector256.FusedMultiplyAdd(sa, Vector256.Create(row[16..]), a2);
+            a3 = Vector256.FusedMultiplyAdd(sa, Vector256.Create(row[24..]), a3);
+        }
+        (Vector256.Create((ReadOnlySpan<float>)y) + (a0 + b0)).CopyTo(y);
+        (Vector256.Create((ReadOnlySpan<float>)y[8..]) + (a1 + b1)).CopyTo(y[8..]);
+        (Vector256.Create((ReadOnlySpan<float>)y[16..]) + (a2 + b2)).CopyTo(y[16..]);
+        (Vector256.Create((ReadOnlySpan<float>)y[24..]) + (a3 + b3)).CopyTo(y[24..]);
+    }
+
+    /// <summary>The scalar reference of <see cref="AccumulateTileRows"/> (same chains, same rounding).</summary>
+    public static void AccumulateTileRowsScalar(Span<float> y, ReadOnlySpan<float> tile, ReadOnlySpan<int> columns, ReadOnlySpan<float> amounts, int firstRow = 0)
+    {
+        for (int j = 0; j < TileWidth; j++)
+        {
+            float even = 0, odd = 0;
+            for (int k = 0; k < columns.Length; k++)
+            {
+                float t = tile[(columns[k] - firstRow) * TileWidth + j];
+                if ((k & 1) == 0) even = MathF.FusedMultiplyAdd(amounts[k], t, even);
+                else odd = MathF.FusedMultiplyAdd(amounts[k], t, odd);
+            }
+            y[j] += even + odd;
+        }
     }
 }
