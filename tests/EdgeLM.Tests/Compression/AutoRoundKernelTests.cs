@@ -3,7 +3,7 @@ using EdgeLM.Tensors;
 
 namespace EdgeLM.Tests.Compression;
 
-/// <summary>The vector paths of autoround's descent against their scalar references, and its blocking.</summary>
+/// <summary>The vector paths of autoround's descent and awq's output error against their scalar references, and autoround's blocking.</summary>
 public class AutoRoundKernelTests
 {
     private static float[] RandomFloats(Random rng, int n, float range = 1) =>
@@ -108,5 +108,30 @@ public class AutoRoundKernelTests
         var whole = Run(1, 128);
         Assert.Equal(whole, Run(3, 5));
         Assert.Equal(whole, Run(2, 1));
+    }
+
+    [Theory]
+    [Trait("Category", "Kernels")]
+    [InlineData(8, 64, 128)]
+    [InlineData(7, 1056, 5)] // a row tail, a short column chunk and an odd sample count
+    [InlineData(3, 40, 2)]
+    public void BlockedOutputErrorMatchesScalarReference(int rows, int cols, int n)
+    {
+        var rng = new Random(rows * 1000 + cols + n);
+        var error = RandomFloats(rng, rows * cols, 0.01f);
+        var x = RandomFloats(rng, n * cols, 3);
+        double blocked = LinearAlgebra.OutputError(error, rows, x, n, cols);
+        double scalar = LinearAlgebra.OutputErrorScalar(error, rows, x, n, cols);
+        double exact = 0;
+        for (int r = 0; r < rows; r++)
+            for (int s = 0; s < n; s++)
+            {
+                double y = 0;
+                for (int c = 0; c < cols; c++) y += (double)error[r * cols + c] * x[s * cols + c];
+                exact += y * y;
+            }
+        Assert.True(exact > 0);
+        Assert.True(Math.Abs(blocked - exact) < 1e-4 * exact, $"blocked {blocked} vs {exact}");
+        Assert.True(Math.Abs(scalar - exact) < 1e-4 * exact, $"scalar {scalar} vs {exact}");
     }
 }

@@ -175,24 +175,80 @@ internal static class LinearAlgebra
         for (; i < y.Length; i++) y[i] -= alpha * x[i];
     }
 
-    /// <summary>Σ_samples ‖x·Eᵀ‖²: the squared output error of a layer whose weights are off by E (rows x cols) on inputs X (n x cols).</summary>
+    /// <summary>Columns of one pass of <see cref="OutputError"/>: the samples' slices (n x 512 floats) stay in L2.</summary>
+    private const int OutputErrorChunk = 512;
+
+    /// <summary>
+    /// Σ_samples ‖x·Eᵀ‖²: the squared output error of a layer whose weights are off by E (rows x cols) on inputs X
+    /// (n x cols). A blocked product: 4 error rows x 2 samples accumulate in registers over a chunk of columns
+    /// (6 loads per 8 multiply-adds instead of 2 per 1), chunk sums are added per output in column order, and each
+    /// output is squared in double at the end. The order does not depend on anything but the shapes.
+    /// </summary>
     public static double OutputError(ReadOnlySpan<float> error, int rows, ReadOnlySpan<float> x, int n, int cols)
     {
-        // Groups of error rows meet each sample while it is in cache, so the samples are read rows/8 times, not n times the error.
+        if (!Vector256.IsHardwareAccelerated || cols % Vector256<float>.Count != 0) return OutputErrorScalar(error, rows, x, n, cols);
+        const int rb = 4;
+        var y = new float[rb * n];
         double total = 0;
-        for (int r0 = 0; r0 < rows; r0 += RowGroup)
+        int r0 = 0;
+        for (; r0 + rb <= rows; r0 += rb)
         {
-            int r1 = Math.Min(rows, r0 + RowGroup);
-            for (int s = 0; s < n; s++)
+            Array.Clear(y);
+            for (int k0 = 0; k0 < cols; k0 += OutputErrorChunk)
             {
-                var xs = x.Slice(s * cols, cols);
-                for (int r = r0; r < r1; r++)
+                int len = Math.Min(OutputErrorChunk, cols - k0);
+                var e0 = error.Slice(r0 * cols + k0, len);
+                var e1 = error.Slice((r0 + 1) * cols + k0, len);
+                var e2 = error.Slice((r0 + 2) * cols + k0, len);
+                var e3 = error.Slice((r0 + 3) * cols + k0, len);
+                int s = 0;
+                for (; s + 2 <= n; s += 2)
                 {
-                    double y = Dot(error.Slice(r * cols, cols), xs);
-                    total += y * y;
+                    var xa = x.Slice(s * cols + k0, len);
+                    var xb = x.Slice((s + 1) * cols + k0, len);
+                    Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (int i = 0; i < len; i += Vector256<float>.Count)
+                    {
+                        var va = Vector256.Create(xa[i..]);
+                        var vb = Vector256.Create(xb[i..]);
+                        var w0 = Vector256.Create(e0[i..]);
+                        var w1 = Vector256.Create(e1[i..]);
+                        var w2 = Vector256.Create(e2[i..]);
+                        var w3 = Vector256.Create(e3[i..]);
+                        a0 = Vector256.FusedMultiplyAdd(w0, va, a0);
+                        a1 = Vector256.FusedMultiplyAdd(w1, va, a1);
+                        a2 = Vector256.FusedMultiplyAdd(w2, va, a2);
+                        a3 = Vector256.FusedMultiplyAdd(w3, va, a3);
+                        b0 = Vector256.FusedMultiplyAdd(w0, vb, b0);
+                        b1 = Vector256.FusedMultiplyAdd(w1, vb, b1);
+                        b2 = Vector256.FusedMultiplyAdd(w2, vb, b2);
+                        b3 = Vector256.FusedMultiplyAdd(w3, vb, b3);
+                    }
+                    y[s] += Vector256.Sum(a0); y[n + s] += Vector256.Sum(a1); y[2 * n + s] += Vector256.Sum(a2); y[3 * n + s] += Vector256.Sum(a3);
+                    y[s + 1] += Vector256.Sum(b0); y[n + s + 1] += Vector256.Sum(b1); y[2 * n + s + 1] += Vector256.Sum(b2); y[3 * n + s + 1] += Vector256.Sum(b3);
+                }
+                for (; s < n; s++)
+                {
+                    var xs = x.Slice(s * cols + k0, len);
+                    y[s] += Dot(e0, xs); y[n + s] += Dot(e1, xs); y[2 * n + s] += Dot(e2, xs); y[3 * n + s] += Dot(e3, xs);
                 }
             }
+            foreach (float v in y) total += (double)v * v;
         }
+        if (r0 < rows) total += OutputErrorScalar(error[(r0 * cols)..], rows - r0, x, n, cols);
+        return total;
+    }
+
+    /// <summary>The plain form of <see cref="OutputError"/>: one dot product per row and sample.</summary>
+    public static double OutputErrorScalar(ReadOnlySpan<float> error, int rows, ReadOnlySpan<float> x, int n, int cols)
+    {
+        double total = 0;
+        for (int r = 0; r < rows; r++)
+            for (int s = 0; s < n; s++)
+            {
+                double y = Dot(error.Slice(r * cols, cols), x.Slice(s * cols, cols));
+                total += y * y;
+            }
         return total;
     }
 
