@@ -15,7 +15,8 @@ namespace EdgeLM.Compression.Methods;
 /// cols·(1 + changed levels) per row instead of cols². Rows run in lockstep blocks over G stored in column tiles: the
 /// update of one 32-column slice of a row's gradient by all of the row's changes accumulates in registers
 /// (<see cref="LinearAlgebra.AccumulateTileRows"/>), and the block's rows share every tile of G while it is in cache.
-/// Each row's arithmetic is independent of the blocking and the thread count. Clipping factors are not learned (the format's scale search stays in charge of them).
+/// Each row's arithmetic is independent of the blocking and the thread count. Clipping factors are not learned (the
+/// format's scale search stays in charge of them).
 /// </summary>
 public sealed class AutoRoundQuantizer(CalibrationSet calibration, int steps = AutoRoundQuantizer.DefaultSteps, float? learningRate = null) : ITensorQuantizer
 {
@@ -51,7 +52,10 @@ public sealed class AutoRoundQuantizer(CalibrationSet calibration, int steps = A
         float learningRate, int threads = 1) =>
         QuantizeLayer(type, w, cols, gram, output, steps, learningRate, threads, RowBlock);
 
-    /// <summary><see cref="QuantizeLayer(GgmlType, ReadOnlySpan{float}, int, double[], Span{byte}, int, float, int)"/> with a chosen lockstep block (tests: bytes must not depend on it).</summary>
+    /// <summary>
+    /// <see cref="QuantizeLayer(GgmlType, ReadOnlySpan{float}, int, double[], Span{byte}, int, float, int)"/> with a
+    /// chosen lockstep block (tests: the bytes must not depend on it).
+    /// </summary>
     internal static void QuantizeLayer(GgmlType type, ReadOnlySpan<float> w, int cols, double[] gram, Span<byte> output, int steps,
         float learningRate, int threads, int rowBlock)
     {
