@@ -17,7 +17,7 @@ namespace EdgeLM.Cli.Commands;
 internal sealed class PipelineCommand : Command
 {
     /// <summary>The defaults keep the whole run on a synthetic Qwen2.5-0.5B to minutes on 2 cores.</summary>
-    internal static readonly (int Sequence, int NewTokens, int Iterations, double Duration, int Warmup, int Limit) Standard = (32, 8, 2, 1, 0, 8);
+    internal static readonly (int Sequence, int NewTokens, int Iterations, double Duration, int Warmup, int Limit) Standard = (32, 8, 2, 1, 0, 20);
     internal static readonly (int Sequence, int NewTokens, int Iterations, double Duration, int Warmup, int Limit) Quick = (16, 4, 1, 0, 0, 3);
 
     public override string Name => "pipeline";
