@@ -119,6 +119,14 @@ public sealed class CalibrationSet : IActivationObserver
     public ActivationStats? ForWeight(string tensorName) =>
         InputSite(tensorName) is { } s ? Get(s.Layer, s.Site) : null;
 
+    /// <summary>
+    /// The statistics a calibrated method (gptq, autoround) can use for this tensor, or null: no statistics, a width
+    /// that does not match, no samples, or a target type without a block grid. Null means: fall back to rtn.
+    /// </summary>
+    public ActivationStats? ForCalibratedQuantization(TensorQuantizationContext tensor) =>
+        ForWeight(tensor.TensorName) is { } stats && stats.Width == tensor.RowLength && stats.SampleCount > 0 && BlockGrid.IsSupported(tensor.TargetType)
+            ? stats : null;
+
     private static readonly Regex WeightName = new(@"^blk\.(\d+)\.(attn_q|attn_k|attn_v|attn_qkv|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$", RegexOptions.CultureInvariant);
 
     /// <summary>Which observer site feeds a linear weight (llama.cpp's imatrix assignment), or null for other tensors.</summary>

@@ -20,8 +20,8 @@ public sealed class GptqQuantizer(CalibrationSet calibration, bool actOrder = fa
 
     public void QuantizeRows(TensorQuantizationContext tensor, long firstRow, ReadOnlySpan<float> rows, Span<byte> output)
     {
-        var stats = calibration.ForWeight(tensor.TensorName);
-        if (stats == null || stats.Width != tensor.RowLength || stats.SampleCount == 0 || !BlockGrid.IsSupported(tensor.TargetType))
+        var stats = calibration.ForCalibratedQuantization(tensor);
+        if (stats == null)
         {
             Quantize.Rows(tensor.TargetType, rows, tensor.RowLength, output);
             return;
