@@ -222,8 +222,7 @@ public sealed class EdgeLmServer : IAsyncDisposable
         }
         string prompt = ChatFormat.Render(_tokenizer, messages, addGenerationPrompt: true, enableThinking: EnableThinking(request));
         int[] ids = Tokenize(prompt);
-        var options = Options(ids.Length, request.MaxCompletionTokens ?? request.MaxTokens, request.Temperature, request.TopP,
-            request.TopK, request.MinP, request.RepetitionPenalty, request.Seed, request.Stop);
+        var options = Options(ids.Length, request, request.MaxCompletionTokens ?? request.MaxTokens);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
@@ -283,8 +282,7 @@ public sealed class EdgeLmServer : IAsyncDisposable
             _ => throw new ApiException(400, "'prompt' must be a string", "invalid_request_error", "prompt"),
         };
         int[] ids = Tokenize(prompt);
-        var options = Options(ids.Length, request.MaxTokens, request.Temperature, request.TopP, request.TopK, request.MinP,
-            request.RepetitionPenalty, request.Seed, request.Stop);
+        var options = Options(ids.Length, request, request.MaxTokens);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         if (request.Stream == true)
@@ -334,8 +332,7 @@ public sealed class EdgeLmServer : IAsyncDisposable
         return ids;
     }
 
-    private GenerationOptions Options(int promptTokens, int? maxTokens, float? temperature, float? topP, int? topK, float? minP,
-        float? repetitionPenalty, long? seed, JsonElement stop)
+    private GenerationOptions Options(int promptTokens, GenerationRequest request, int? maxTokens)
     {
         int room = Scheduler.ContextLength - promptTokens;
         if (maxTokens is < 1)
@@ -346,16 +343,16 @@ public sealed class EdgeLmServer : IAsyncDisposable
         var defaults = new SamplingOptions();
         var sampling = new SamplingOptions
         {
-            Temperature = temperature ?? defaults.Temperature,
-            TopP = topP ?? defaults.TopP,
-            TopK = topK ?? defaults.TopK,
-            MinP = minP ?? defaults.MinP,
-            RepetitionPenalty = repetitionPenalty ?? defaults.RepetitionPenalty,
-            Seed = seed is long s ? unchecked((ulong)s) : null,
+            Temperature = request.Temperature ?? defaults.Temperature,
+            TopP = request.TopP ?? defaults.TopP,
+            TopK = request.TopK ?? defaults.TopK,
+            MinP = request.MinP ?? defaults.MinP,
+            RepetitionPenalty = request.RepetitionPenalty ?? defaults.RepetitionPenalty,
+            Seed = request.Seed is long s ? unchecked((ulong)s) : null,
         };
         try { sampling.Validate(); }
         catch (ArgumentException e) { throw new ApiException(400, e.Message, "invalid_request_error"); }
-        return new GenerationOptions { MaxNewTokens = maxTokens ?? room, Sampling = sampling, StopStrings = StopStrings(stop) };
+        return new GenerationOptions { MaxNewTokens = maxTokens ?? room, Sampling = sampling, StopStrings = StopStrings(request.Stop) };
     }
 
     private static List<string> StopStrings(JsonElement stop)

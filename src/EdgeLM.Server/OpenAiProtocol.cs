@@ -6,21 +6,26 @@ namespace EdgeLM.Serving;
 // The OpenAI wire format (snake_case), read and written only through the source-generated ServerJsonContext so the
 // server stays trimming- and NativeAOT-safe.
 
-public sealed class ChatCompletionRequest
+/// <summary>The sampling fields /v1/chat/completions and /v1/completions share.</summary>
+public abstract class GenerationRequest
 {
     public string? Model { get; set; }
-    public List<RequestMessage>? Messages { get; set; }
     public float? Temperature { get; set; }
     public float? TopP { get; set; }
     public int? TopK { get; set; }
     public float? MinP { get; set; }
     public float? RepetitionPenalty { get; set; }
     public int? MaxTokens { get; set; }
-    public int? MaxCompletionTokens { get; set; }
     /// <summary>A string or an array of strings.</summary>
     public JsonElement Stop { get; set; }
     public long? Seed { get; set; }
     public bool? Stream { get; set; }
+}
+
+public sealed class ChatCompletionRequest : GenerationRequest
+{
+    public List<RequestMessage>? Messages { get; set; }
+    public int? MaxCompletionTokens { get; set; }
     /// <summary>Qwen3 chat templates: false answers without a thinking block (also accepted inside chat_template_kwargs).</summary>
     public bool? EnableThinking { get; set; }
     /// <summary>
@@ -37,19 +42,9 @@ public sealed class RequestMessage
     public JsonElement Content { get; set; }
 }
 
-public sealed class CompletionRequest
+public sealed class CompletionRequest : GenerationRequest
 {
-    public string? Model { get; set; }
     public JsonElement Prompt { get; set; }
-    public float? Temperature { get; set; }
-    public float? TopP { get; set; }
-    public int? TopK { get; set; }
-    public float? MinP { get; set; }
-    public float? RepetitionPenalty { get; set; }
-    public int? MaxTokens { get; set; }
-    public JsonElement Stop { get; set; }
-    public long? Seed { get; set; }
-    public bool? Stream { get; set; }
 }
 
 public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalTokens);
