@@ -41,6 +41,8 @@ public sealed record ServerOptions
     /// chat template has no thinking switch ignore it, like the per-request setting.
     /// </summary>
     public bool EnableThinking { get; init; } = true;
+    /// <summary>With no request for this long, the KV caches of a past burst are freed (they come back on demand).</summary>
+    public TimeSpan IdleCacheRelease { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>Replaces the <see cref="BatchedStepper"/> (a test's, to hold steps back).</summary>
     public ISequenceStepper? Stepper { get; init; }
 }
@@ -76,7 +78,10 @@ public sealed class EdgeLmServer : IAsyncDisposable
         ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(model.SourcePath));
         if (!string.IsNullOrEmpty(options.ApiKey)) _apiKeyHash = SHA256.HashData(Encoding.UTF8.GetBytes(options.ApiKey));
         int ctx = options.ContextLength > 0 ? options.ContextLength : Math.Min(model.Config.ContextLength, InferenceSession.DefaultMaxContext);
-        Scheduler = new SequenceScheduler(model, tokenizer, options.Parallel, ctx, options.Threads, options.MaxQueue, options.Stepper);
+        Scheduler = new SequenceScheduler(model, tokenizer, options.Parallel, ctx, options.Threads, options.MaxQueue, options.Stepper)
+        {
+            IdleCacheRelease = options.IdleCacheRelease,
+        };
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();

@@ -113,12 +113,14 @@ public sealed class SequenceScheduler : IDisposable
 
     public int Parallel { get; }
     public int ContextLength { get; }
+    /// <summary>How long the scheduler waits with no request before it frees the unused KV caches.</summary>
+    public TimeSpan IdleCacheRelease { get; init; } = TimeSpan.FromSeconds(30);
     public int MaxQueue { get; }
     public string BatchingMode => _stepper.Mode;
     public int ThreadCount => _pool.ThreadCount;
     public int ActiveCount => Volatile.Read(ref _activeCount);
     public int QueueLength { get { lock (_gate) return _waiting.Count; } }
-    /// <summary>KV caches allocated so far (at most <see cref="Parallel"/>: they are reused, not reallocated).</summary>
+    /// <summary>KV caches allocated now (at most <see cref="Parallel"/>: reused while busy, freed after <see cref="IdleCacheRelease"/> idle).</summary>
     public int SessionCount => Volatile.Read(ref _cacheCount);
     public long PromptTokensTotal => Interlocked.Read(ref _promptTokens);
     public long GeneratedTokensTotal => Interlocked.Read(ref _generatedTokens);
@@ -172,7 +174,14 @@ public sealed class SequenceScheduler : IDisposable
                 if (_stopping) break;
                 if (_active.Count == 0)
                 {
-                    if (_waiting.Count == 0) Monitor.Wait(_gate);
+                    // Idle: after a quiet spell give the KV caches of a past burst back (each is ctx x layers x kv
+                    // width; --parallel 8 at 32k context would otherwise keep gigabytes for nothing).
+                    if (_waiting.Count == 0 && !Monitor.Wait(_gate, IdleCacheRelease) && _waiting.Count == 0 && !_stopping)
+                    {
+                        _batch.ReleaseIdleCaches();
+                        Volatile.Write(ref _cacheCount, _batch.CacheCount);
+                        if (_waiting.Count == 0 && !_stopping) Monitor.Wait(_gate);
+                    }
                     continue;
                 }
             }

@@ -78,6 +78,24 @@ public class SchedulerLifecycleTests(ServingFixture fx) : IClassFixture<ServingF
         Assert.True(server.Scheduler.SessionCount <= 2, $"{server.Scheduler.SessionCount} sessions for 2 slots: sessions are reused");
     }
 
+    [Fact]
+    public async Task IdleSchedulerFreesItsCachesAndAllocatesThemAgainOnDemand()
+    {
+        using var scheduler = new SequenceScheduler(fx.Model, fx.Tokenizer, parallel: 2, ServingFixture.Context, threads: 1, maxQueue: 8)
+        {
+            IdleCacheRelease = TimeSpan.FromMilliseconds(50),
+        };
+        var options = new EdgeLM.Inference.GenerationOptions { MaxNewTokens = 3, StopAtEndOfGeneration = false };
+        var ids = fx.Tokenizer.Encode("hello there");
+        await Task.WhenAll(scheduler.SubmitAsync(ids, options, _ => { }), scheduler.SubmitAsync(ids, options, _ => { }));
+        await Poll.UntilAsync(() => scheduler.SessionCount == 0, "the idle scheduler frees both caches");
+
+        int cachesWhileRunning = -1;
+        var again = await scheduler.SubmitAsync(ids, options, _ => cachesWhileRunning = scheduler.SessionCount);
+        Assert.Equal(3, again.GeneratedTokens);
+        Assert.Equal(1, cachesWhileRunning);
+    }
+
     private static long GcMemory()
     {
         GC.Collect();
