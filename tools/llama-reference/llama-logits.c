@@ -3,7 +3,8 @@
 // Built by setup.sh against the prebuilt llama.cpp of node-llama-cpp; never linked into EdgeLM.
 //
 //   llama-logits -m MODEL.gguf --ids 1,2,3 -o OUT.bin [-t THREADS] [--kv f32|f16] [--flash-attn] [-v]
-//   llama-logits -m MODEL.gguf --tokenize TEXT [--add-special] [--no-parse-special]
+//   llama-logits -m MODEL.gguf --tokenize TEXT [--tokenize TEXT2 ...] [--add-special] [--no-parse-special]
+//     prints one line of comma-separated token ids per text (one vocabulary load for many texts)
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -46,7 +47,7 @@ static void on_log(enum ggml_log_level level, const char *text, void *user) {
 
 static void usage(void) {
     fputs("usage: llama-logits -m MODEL.gguf --ids 1,2,3 -o OUT.bin [-t THREADS] [--kv f32|f16] [--flash-attn] [-v]\n"
-          "       llama-logits -m MODEL.gguf --tokenize TEXT [--add-special] [--no-parse-special]\n", stderr);
+          "       llama-logits -m MODEL.gguf --tokenize TEXT [--tokenize TEXT2 ...] [--add-special] [--no-parse-special]\n", stderr);
 }
 
 static long parse_long(const char *text, const char *what, long min, long max) {
@@ -100,7 +101,7 @@ static void load_backends(void) {
     if (ggml_backend_dev_count() == 0) fail("no ggml backend loaded (libggml-cpu-*.so missing next to libllama?)");
 }
 
-static int tokenize(const struct llama_vocab *vocab, const char *text, bool add_special, bool parse_special) {
+static void tokenize(const struct llama_vocab *vocab, const char *text, bool add_special, bool parse_special) {
     int32_t length = (int32_t)strlen(text);
     int32_t n = llama_tokenize(vocab, text, length, NULL, 0, add_special, parse_special);
     if (n == INT32_MIN) fail("text too long to tokenize");
@@ -112,11 +113,13 @@ static int tokenize(const struct llama_vocab *vocab, const char *text, bool add_
     for (int32_t i = 0; i < n; i++) printf(i ? ",%d" : "%d", tokens[i]);
     putchar('\n');
     free(tokens);
-    return 0;
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *ids_text = NULL, *out_path = NULL, *text = NULL;
+    const char *model_path = NULL, *ids_text = NULL, *out_path = NULL;
+    const char **texts = calloc((size_t)argc, sizeof *texts);
+    int n_texts = 0;
+    if (!texts) fail("out of memory");
     int threads = 0;
     bool kv_f16 = false, flash_attn = false, add_special = false, parse_special = true;
     for (int i = 1; i < argc; i++) {
@@ -133,7 +136,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) ids_text = argv[++i];
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out_path = argv[++i];
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = (int)parse_long(argv[++i], "thread count", 1, 1024);
-        else if (!strcmp(a, "--tokenize")) text = argv[++i];
+        else if (!strcmp(a, "--tokenize")) texts[n_texts++] = argv[++i];
         else if (!strcmp(a, "--kv")) {
             const char *kv = argv[++i];
             if (!strcmp(kv, "f16")) kv_f16 = true;
@@ -142,7 +145,7 @@ int main(int argc, char **argv) {
         else { usage(); fail("unknown argument '%s'", a); }
     }
     if (!model_path) { usage(); fail("-m MODEL is required"); }
-    if (!text && (!ids_text || !out_path)) { usage(); fail("give --ids LIST -o OUT, or --tokenize TEXT"); }
+    if (!n_texts && (!ids_text || !out_path)) { usage(); fail("give --ids LIST -o OUT, or --tokenize TEXT"); }
     FILE *probe = fopen(model_path, "rb");
     if (!probe) fail("cannot open model '%s': %s", model_path, strerror(errno));
     fclose(probe);
@@ -152,15 +155,15 @@ int main(int argc, char **argv) {
     llama_backend_init();
 
     struct llama_model_params mp = llama_model_default_params();
-    mp.vocab_only = text != NULL;
+    mp.vocab_only = n_texts > 0;
     struct llama_model *model = llama_model_load_from_file(model_path, mp);
     if (!model) fail("llama.cpp could not load '%s'", model_path);
     const struct llama_vocab *vocab = llama_model_get_vocab(model);
 
-    if (text) {
-        int rc = tokenize(vocab, text, add_special, parse_special);
+    if (n_texts) {
+        for (int i = 0; i < n_texts; i++) tokenize(vocab, texts[i], add_special, parse_special);
         llama_model_free(model);
-        return rc;
+        return 0;
     }
 
     int n_tokens;

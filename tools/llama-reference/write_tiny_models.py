@@ -9,7 +9,7 @@ The tokenizer.ggml.* keys come from a Hugging Face tokenizer.json (the real 151k
 convert_hf_to_gguf's _set_vocab_gpt2 writes them. Weights depend only on (seed, family, tensor name), so a run is
 reproducible and every storage type of one family holds the same model.
 
-usage: write_tiny_models.py --out DIR --tokenizer tokenizer.json [--gguf-py DIR] [--seed N] [--types f32,f16,q8_0]
+usage: write_tiny_models.py --out DIR --tokenizer tokenizer.json [--gguf-py DIR] [--seed N] [--types f32,f16,q8_0,qwen2:q4_0]
 Prints one line per file: FAMILY TYPE PATH.
 """
 from __future__ import annotations
@@ -39,7 +39,8 @@ def main() -> int:
     parser.add_argument("--gguf-py", default=os.path.join(HERE, "build", "src", "gguf-py"),
                         help="llama.cpp's gguf-py directory (setup.sh extracts it)")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--types", default="f32,f16,q8_0", help="comma-separated: f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1")
+    parser.add_argument("--types", default="f32,f16,q8_0",
+                        help="comma-separated: f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1; FAMILY:TYPE for one family only")
     parser.add_argument("--families", default=",".join(FAMILIES))
     args = parser.parse_args()
 
@@ -58,6 +59,9 @@ def main() -> int:
         if f not in FAMILIES:
             return fail(f"unknown family '{f}' (known: {', '.join(FAMILIES)})")
     for t in types:
+        family_only, _, t = t.rpartition(":")
+        if family_only and family_only not in FAMILIES:
+            return fail(f"unknown family '{family_only}' in --types (known: {', '.join(FAMILIES)})")
         if t not in storage_types():
             return fail(f"unknown type '{t}' (known: {', '.join(storage_types())})")
     try:
@@ -67,10 +71,14 @@ def main() -> int:
 
     os.makedirs(args.out, exist_ok=True)
     for family in families:
-        for type_name in types:
+        for entry in types:
+            family_only, _, type_name = entry.rpartition(":")
+            if family_only and family_only != family:
+                continue
             path = os.path.join(args.out, f"{family}-{type_name}.gguf")
             write_model(path, family, type_name, vocab, args.seed)
             print(f"{family} {type_name} {path}", flush=True)
+        _RANDOM_TENSORS.clear()
     return 0
 
 
@@ -142,6 +150,17 @@ def tensor_plan(family: str):
     if not tied:
         plan.append(("output.weight", (VOCAB_SIZE, d), "head"))
     return plan
+
+
+_RANDOM_TENSORS: dict = {}
+
+
+def cached_random_tensor(seed: int, family: str, name: str, shape, kind: str):
+    """random_tensor, generated once per run for all storage types of a family (the embedding dominates)."""
+    key = (seed, family, name)
+    if key not in _RANDOM_TENSORS:
+        _RANDOM_TENSORS[key] = random_tensor(seed, family, name, shape, kind)
+    return _RANDOM_TENSORS[key]
 
 
 def random_tensor(seed: int, family: str, name: str, shape, kind: str):
@@ -228,7 +247,7 @@ def write_model(path: str, family: str, type_name: str, vocab, seed: int) -> Non
     w.add_add_bos_token(False)
 
     for name, shape, kind in tensor_plan(family):
-        values = random_tensor(seed, family, name, shape, kind)
+        values = cached_random_tensor(seed, family, name, shape, kind)
         if len(shape) == 1 or qtype == Q.F32:
             w.add_tensor(name, values)  # 1-D tensors stay F32, as convert_hf_to_gguf keeps them
         elif qtype == Q.F16:
