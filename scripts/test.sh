@@ -8,6 +8,14 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; the report render test fails under CI=true" >&2
 fi
+# The llama.cpp agreement tests (tests/EdgeLM.Tests/Reference) need llama.cpp's gguf-py, which needs numpy for
+# /usr/bin/python3, and the prebuilt llama.cpp reference engine (npm, ~85 MB; a few seconds once cached).
+if ! /usr/bin/python3 -c "import numpy" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-numpy >/dev/null) \
+    || echo "warning: could not install python3-numpy; the llama.cpp agreement tests fail under CI=true" >&2
+fi
+bash tools/llama-reference/setup.sh >/dev/null \
+  || echo "warning: tools/llama-reference/setup.sh failed; the llama.cpp agreement tests fail under CI=true" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 dotnet build EdgeLM.slnx -c Release --nologo -v quiet

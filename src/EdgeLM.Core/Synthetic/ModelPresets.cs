@@ -5,7 +5,7 @@ namespace EdgeLM.Synthetic;
 /// <summary>The exact architectures of released models (from their config.json), for random-weight stand-ins.</summary>
 public static class ModelPresets
 {
-    public static IReadOnlyList<string> Names { get; } = ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "qwen-1.8b", "qwen-7b", "qwen3-0.6b", "qwen3-1.7b", "tiny"];
+    public static IReadOnlyList<string> Names { get; } = ["qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b", "qwen-1.8b", "qwen-7b", "qwen3-0.6b", "qwen3-1.7b", "tiny", "tiny-qwen", "tiny-qwen2", "tiny-qwen3"];
 
     public static ModelConfig Get(string name) => name.ToLowerInvariant() switch
     {
@@ -25,6 +25,11 @@ public static class ModelPresets
         "qwen3-1.7b" => Qwen3("Qwen3-1.7B (synthetic)", hidden: 2048, ff: 6144, layers: 28, heads: 16, kvHeads: 8),
         // Small enough for unit tests and CI, with the real vocabulary so the real tokenizer fits.
         "tiny" => Qwen2("tiny Qwen2 (synthetic)", vocab: 151936, hidden: 64, ff: 192, layers: 2, heads: 4, kvHeads: 2, ctx: 4096, tied: false),
+        // One per family, 256 wide so that Q4_K/Q5_K/Q6_K (256-element super-blocks) apply to every matrix: the
+        // llama.cpp agreement tests (tests/EdgeLM.Tests/Reference) quantize these to every file type.
+        "tiny-qwen" => Qwen1("tiny Qwen (synthetic)", hidden: 256, mlp: 512, layers: 2, heads: 4, ctx: 8192),
+        "tiny-qwen2" => Qwen2("tiny Qwen2 256 (synthetic)", vocab: 151936, hidden: 256, ff: 512, layers: 2, heads: 4, kvHeads: 2, ctx: 32768, tied: true),
+        "tiny-qwen3" => Qwen3("tiny Qwen3 (synthetic)", hidden: 256, ff: 512, layers: 2, heads: 4, kvHeads: 2),
         _ => throw new ArgumentException($"unknown preset '{name}' (known: {string.Join(", ", Names)})"),
     };
 
