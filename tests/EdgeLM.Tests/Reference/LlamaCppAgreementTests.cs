@@ -15,7 +15,10 @@ namespace EdgeLM.Tests.Reference;
 /// EdgeLM against llama.cpp (the prebuilt v0.5.0 libraries of node-llama-cpp, driven by tools/llama-reference's
 /// llama-logits) on the same GGUF files: files written by llama.cpp's own gguf-py in each Qwen family's layout, and
 /// files EdgeLM wrote and quantized itself. See docs/REFERENCE-ENGINE.md for the tolerances and measured numbers.
+/// In the Kernels category so that scripts/test.sh also runs them with AVX-512 and AVX2 turned off: every ISA path of
+/// EdgeLM's kernels against the same llama.cpp logits.
 /// </summary>
+[Trait("Category", "Kernels")]
 public sealed class LlamaCppAgreementTests(LlamaCppFixture fixture) : IClassFixture<LlamaCppFixture>
 {
     public static TheoryData<string, string> GgufPyModels()
