@@ -263,6 +263,13 @@ public static unsafe class MatMul
             if (scratch == null || scratch.Length < need) _scratch[worker] = scratch = new float[checked((int)need)];
             fixed (float* buffer = scratch)
             {
+                if (n == 1 && FloatGemm.HasDecodeKernel(w.Type))
+                {
+                    // The whole share at once: its rows are read as long sequential streams.
+                    int first = fromUnit * RowsPerUnit, end = Math.Min(toUnit * RowsPerUnit, outDim);
+                    FloatGemm.Decode(w.Type, w.Data + first * stride, stride, end - first, _x, k, s.Output + first, buffer);
+                    return;
+                }
                 for (int u = fromUnit; u < toUnit; u++)
                 {
                     int r0 = u * RowsPerUnit;
