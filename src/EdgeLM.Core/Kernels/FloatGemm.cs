@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using EdgeLM.Tensors;
 
 namespace EdgeLM.Kernels;
@@ -191,9 +192,14 @@ internal static unsafe class FloatGemm
             {
                 int to = Math.Min(kVector, from + DepthBlock);
                 for (int t = 0; t < triples; t++)
+                {
+                    // The next triple's slices (the first triple's in the next block after the last): token rows
+                    // are k floats apart, so the hardware prefetchers do not see these 1 KB pieces coming.
+                    float* next = t + 1 < triples ? x + 3 * (t + 1) * xStride : x + to - from;
                     for (int q = 0; q < quads; q++)
                         Kernel4x3<TL>(w + 4 * q * wStride, wStride, x + 3 * t * xStride, xStride, from, to,
-                            partials + (long)(t * quads + q) * Block * TL.Count, from == 0);
+                            partials + (long)(t * quads + q) * Block * TL.Count, from == 0, next + Math.Min(q, 2) * xStride);
+                }
                 from = to;
             } while (from < kVector);
 
@@ -224,7 +230,7 @@ internal static unsafe class FloatGemm
     }
 
     /// <summary>Accumulators of a 4x3 block over k in [from, to) (multiples of TL.Count); acc[(c * 4 + r) * Count].</summary>
-    private static void Kernel4x3<TL>(float* w, long wStride, float* x, long xStride, int from, int to, float* acc, bool first)
+    private static void Kernel4x3<TL>(float* w, long wStride, float* x, long xStride, int from, int to, float* acc, bool first, float* prefetch)
         where TL : struct, IFloatLanes<TL>
     {
         float* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
@@ -243,6 +249,7 @@ internal static unsafe class FloatGemm
         }
         for (int i = from; i < to; i += TL.Count)
         {
+            if (Sse.IsSupported) Sse.Prefetch0(prefetch + i);
             var c0 = TL.Load(x0 + i); var c1 = TL.Load(x1 + i); var c2 = TL.Load(x2 + i);
             var v = TL.Load(w0 + i);
             a00 = TL.MultiplyAdd(v, c0, a00); a10 = TL.MultiplyAdd(v, c1, a10); a20 = TL.MultiplyAdd(v, c2, a20);
