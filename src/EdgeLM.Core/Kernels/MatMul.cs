@@ -20,6 +20,8 @@ public static unsafe class MatMul
 {
     internal const int RowsPerUnit = 16;
     internal const int TokensPerChunk = 64;
+    /// <summary>Token chunk of the float prefill tile: a multiple of its 3 tokens, so only the last chunk has edge tokens.</summary>
+    internal const int FloatTokensPerChunk = 66;
 
     /// <param name="x">n input rows of w.RowLength floats, row-major.</param>
     /// <param name="y">n output rows of w.RowCount floats, row-major.</param>
@@ -258,16 +260,23 @@ public static unsafe class MatMul
             long stride = w.RowStride;
             int outDim = s.OutDim, n = _n, k = _in;
             // Converted rows and parked accumulators; grows only when a larger shape is seen.
-            long need = FloatGemm.ScratchFloats(RowsPerUnit, Math.Min(n, TokensPerChunk), k);
+            long need = FloatGemm.ScratchFloats(RowsPerUnit, Math.Min(n, FloatTokensPerChunk), k);
             float[]? scratch = _scratch[worker];
             if (scratch == null || scratch.Length < need) _scratch[worker] = scratch = new float[checked((int)need)];
             fixed (float* buffer = scratch)
             {
+                if (n == 1 && FloatGemm.HasDecodeKernel(w.Type))
+                {
+                    // The whole share at once: its rows are read as long sequential streams.
+                    int first = fromUnit * RowsPerUnit, end = Math.Min(toUnit * RowsPerUnit, outDim);
+                    FloatGemm.Decode(w.Type, w.Data + first * stride, stride, end - first, _x, k, s.Output + first, buffer);
+                    return;
+                }
                 for (int u = fromUnit; u < toUnit; u++)
                 {
                     int r0 = u * RowsPerUnit;
                     int rows = Math.Min(RowsPerUnit, outDim - r0);
-                    FloatGemm.Unit(w.Type, w.Data + r0 * stride, stride, rows, _x, n, k, TokensPerChunk, s.Output + r0, outDim, buffer);
+                    FloatGemm.Unit(w.Type, w.Data + r0 * stride, stride, rows, _x, n, k, FloatTokensPerChunk, s.Output + r0, outDim, buffer);
                 }
             }
         }

@@ -155,6 +155,48 @@ public unsafe class FloatGemmTests
             }
     }
 
+    private delegate void DecodePath(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch);
+
+    private static readonly (string Name, DecodePath Decode, Row1Path Row1)[] DecodeWidths =
+    [
+        ("128", FloatGemm.Decode<Lanes128>, FloatGemm.Row1<Lanes128>),
+        ("256", FloatGemm.Decode<Lanes256>, FloatGemm.Row1<Lanes256>),
+        ("512", FloatGemm.Decode<Lanes512>, FloatGemm.Row1<Lanes512>),
+    ];
+
+    /// <summary>
+    /// Decode over a thread's share reads rows in four interleaved quarters plus single leftover rows: every output
+    /// must still be the row-by-row bits (Row1 on exactly converted rows), with an inf row taking the fallback.
+    /// </summary>
+    [Fact]
+    public void DecodeOverRowRangesMatchesRowByRowBitwise()
+    {
+        foreach (int k in new[] { 5, 96, 896, 1001 })
+            foreach (int rows in new[] { 1, 3, 4, 7, 16, 33 })
+                foreach (var type in new[] { GgmlType.F16, GgmlType.BF16, GgmlType.F32 })
+                {
+                    float[] values = RandomFloats(rows * k, rows * k + (int)type), x = RandomFloats(k, k);
+                    if (type == GgmlType.F16 && rows > 4) values[(rows / 2) * k + k / 2] = float.NegativeInfinity;
+                    var (w, buffer) = Weight(type, values, k, rows);
+                    using var _ = buffer;
+                    float[] converted = new float[rows * k], scratch = new float[4 * k], y = new float[rows + 1];
+                    for (int r = 0; r < rows; r++) Dequantize.Row(type, w.Row(r), converted.AsSpan(r * k, k));
+                    fixed (float* pc = converted, px = x, ps = scratch, py = y)
+                        foreach (var width in DecodeWidths)
+                        {
+                            y[rows] = 7;
+                            width.Decode(type, w.Data, w.RowStride, rows, px, k, py, ps);
+                            Assert.Equal(7, y[rows]);
+                            for (int r = 0; r < rows; r++)
+                            {
+                                float expected = width.Row1(pc + r * k, px, k);
+                                Assert.True(expected.Equals(y[r]), $"{type} width {width.Name} k={k} rows={rows}: row {r} {y[r]} vs {expected}");
+                            }
+                        }
+                    if (type == GgmlType.F16 && rows > 4) Assert.False(float.IsFinite(y[rows / 2]));
+                }
+    }
+
     private static (Tensor, NativeBuffer) Weight(GgmlType type, float[] values, int inDim, int outDim)
     {
         long[] shape = [inDim, outDim];
