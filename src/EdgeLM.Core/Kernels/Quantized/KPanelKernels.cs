@@ -17,8 +17,9 @@ namespace EdgeLM.Kernels.Quantized;
 /// 6-bit scale of sub-block j (values 32j..32j+31) of row i, byte 96 + 8j + i = its min; quant group (c, g) at
 /// 160 + 32(8c + g), row i = the file's qs[32c + 4g..+3] (low nibbles: values 64c + 4g.., high: 64c + 32 + 4g..).</para>
 /// <para>Q6_K record (<see cref="Q6KRecordBytes"/>, the file's size): d halves at 0; byte 16 + 16p + 2i + t = signed
-/// scale of 16-value group 2p + t of row i; nibble group (c, g) at 144 + 32(8c + g), row i = the file's
-/// ql[32c + 4g..+3]; high-bit group (h, g) at 1168 + 32(8h + g), row i = the file's qh[32h + 4g..+3]. Sub-block j =
+/// scale of 16-value group 2p + t of row i; then per half h (values 128h..), at 144 + 768h: nibble groups (c, g) for
+/// c = 2h, 2h + 1 at +256(c - 2h) + 32g, row i = the file's ql[32c + 4g..+3], and high-bit groups (h, g) at +512 + 32g,
+/// row i = the file's qh[32h + 4g..+3]. Sub-block j =
 /// 4h + t (values 32j..) takes nibbles of group c = 2h + (t &amp; 1) (high nibbles when t &gt;= 2) and bits 2t..2t+1.</para>
 /// <para>Definition of one output, the same for every path and tile, so decode and prefill give the same bits: per
 /// block, the exact integer sum isum = sum over sub-blocks (or 16-value groups) of scale * (levels . q8) (Q6_K: with
@@ -34,7 +35,14 @@ public static unsafe class KPanelKernels
     private const int Rows = RepackedMatrix.PanelRows;
 
     private const int Q4Scales = 32, Q4Mins = 96, Q4Quants = 160;
-    private const int Q6Scales = 16, Q6Nibbles = 144, Q6High = 1168;
+    private const int Q6Scales = 16, Q6Quants = 144;
+
+    /// <summary>Q6_K: each half h's two nibble groups and its high bits lie together, in the order the kernels read them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Q6Nibbles(int c) => Q6Quants + 768 * (c >> 1) + 256 * (c & 1);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Q6High(int h) => Q6Quants + 768 * h + 512;
 
     // ---------------------------------------------------------------- packing
 
@@ -75,10 +83,10 @@ public static unsafe class KPanelKernels
                 }
                 for (int c = 0; c < 4; c++)
                     for (int g = 0; g < 8; g++)
-                        *(uint*)(record + Q6Nibbles + 32 * (8 * c + g) + 4 * i) = *(uint*)(src + 32 * c + 4 * g);
+                        *(uint*)(record + Q6Nibbles(c) + 32 * g + 4 * i) = *(uint*)(src + 32 * c + 4 * g);
                 for (int h = 0; h < 2; h++)
                     for (int g = 0; g < 8; g++)
-                        *(uint*)(record + Q6High + 32 * (8 * h + g) + 4 * i) = *(uint*)(src + 128 + 32 * h + 4 * g);
+                        *(uint*)(record + Q6High(h) + 32 * g + 4 * i) = *(uint*)(src + 128 + 32 * h + 4 * g);
             }
         }
         return nonFinite == 0;
@@ -94,8 +102,8 @@ public static unsafe class KPanelKernels
             return (j & 1) != 0 ? packed >> 4 : packed & 0x0F;
         }
         int h = j >> 2, t = j & 3;
-        byte nibbles = record[Q6Nibbles + 32 * (8 * (2 * h + (t & 1)) + g) + 4 * i + q];
-        int high = record[Q6High + 32 * (8 * h + g) + 4 * i + q] >> (2 * t) & 3;
+        byte nibbles = record[Q6Nibbles(2 * h + (t & 1)) + 32 * g + 4 * i + q];
+        int high = record[Q6High(h) + 32 * g + 4 * i + q] >> (2 * t) & 3;
         return (t >= 2 ? nibbles >> 4 : nibbles & 0x0F) | high << 4;
     }
 
@@ -320,9 +328,9 @@ public static unsafe class KPanelKernels
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> Levels<TSub>(byte* record, int chunk, int g) where TSub : ISub
         {
-            var nibbles = Vector256.Load(record + Q6Nibbles + 256 * (2 * chunk + (TSub.T & 1)) + 32 * g);
+            var nibbles = Vector256.Load(record + Q6Quants + 768 * chunk + 256 * (TSub.T & 1) + 32 * g);
             if (TSub.T >= 2) nibbles = Avx2.ShiftRightLogical(nibbles.AsUInt16(), 4).AsByte();
-            var high = TSub.HighBits(Vector256.Load(record + Q6High + 256 * chunk + 32 * g));
+            var high = TSub.HighBits(Vector256.Load(record + Q6Quants + 768 * chunk + 512 + 32 * g));
             return (nibbles & Vector256.Create((byte)0x0F)) | (high & Vector256.Create((byte)0x30));
         }
     }
@@ -370,7 +378,7 @@ public static unsafe class KPanelKernels
     /// Q4_K: all 8 groups summed in 16 bits (8 * 2 * 15 * 127 &lt; 2^15), one scale multiply-add. Q6_K: two groups at a time
     /// (2 * 2 * 63 * 127 &lt; 2^15), one multiply-add per pair with its 16-value group's scale.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SubBlock<TPanel, TCols, TSub>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
         ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
         where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub
@@ -442,6 +450,36 @@ public static unsafe class KPanelKernels
         }
     }
 
+    /// <summary>
+    /// Two Q4_K sub-blocks compiled as one method: a whole block in one method exceeds the JIT's inlining budget (the
+    /// helpers would become calls), while a call per pair costs little against 512 values of 8 rows.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void SubBlockPair<TPanel, TCols, TA, TB>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+        where TPanel : IKPanel where TCols : IColumnCount where TA : ISub where TB : ISub
+    {
+        Vector256<int> a0 = s0, a1 = default, a2 = default, a3 = default;
+        if (TCols.Count == 4) { a1 = s1; a2 = s2; a3 = s3; }
+        SubBlock<TPanel, TCols, TA>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
+        SubBlock<TPanel, TCols, TB>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
+        s0 = a0;
+        if (TCols.Count == 4) { s1 = a1; s2 = a2; s3 = a3; }
+    }
+
+    /// <summary>One Q6_K sub-block as its own method (two of them already exceed the inlining budget).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void SubBlockAlone<TPanel, TCols, TSub>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
+        ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
+        where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub
+    {
+        Vector256<int> a0 = s0, a1 = default, a2 = default, a3 = default;
+        if (TCols.Count == 4) { a1 = s1; a2 = s2; a3 = s3; }
+        SubBlock<TPanel, TCols, TSub>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
+        s0 = a0;
+        if (TCols.Count == 4) { s1 = a1; s2 = a2; s3 = a3; }
+    }
+
     /// <summary>The per-block bsum term of each row: Q4_K sum(min_j * (bsum_2j + bsum_2j+1)), Q6_K sum(scale_g * bsum_g).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> BsumTerm<TPanel>(byte* record, byte* xb) where TPanel : IKPanel
@@ -479,18 +517,29 @@ public static unsafe class KPanelKernels
         int chunks = 8 / TPanel.SubBlocksPerChunk;
         for (int b = 0; b < blocks; b++, record += TPanel.RecordBytes)
         {
+            // The record after next, ahead of use: a record is read in several passes out of address order, which the
+            // hardware prefetchers follow poorly (decode measured ~1.6x slower without this).
+            if (TCols.Count == 1)
+            {
+                byte* ahead = record + 2 * TPanel.RecordBytes;
+                for (int line = 0; line < TPanel.RecordBytes; line += 64) Sse.Prefetch0(ahead + line);
+            }
             long xo = (long)b * KQuant.Q8BlockBytes;
             byte* x0 = x + xo, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
             byte* q0 = x0 + KQuant.Q8Quants, q1 = x1 + KQuant.Q8Quants, q2 = x2 + KQuant.Q8Quants, q3 = x3 + KQuant.Q8Quants;
             Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
             for (int chunk = 0; chunk < chunks; chunk++)
             {
-                SubBlock<TPanel, TCols, Sub0>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
-                SubBlock<TPanel, TCols, Sub1>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
-                if (TPanel.SubBlocksPerChunk == 4)
+                if (TPanel.SubBlocksPerChunk == 2)
                 {
-                    SubBlock<TPanel, TCols, Sub2>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
-                    SubBlock<TPanel, TCols, Sub3>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockPair<TPanel, TCols, Sub0, Sub1>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                }
+                else
+                {
+                    SubBlockAlone<TPanel, TCols, Sub0>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockAlone<TPanel, TCols, Sub1>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockAlone<TPanel, TCols, Sub2>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockAlone<TPanel, TCols, Sub3>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
                 }
             }
             var d = Halfs8(record);
@@ -534,8 +583,8 @@ public static unsafe class KPanelKernels
             return (((j & 1) != 0 ? Vector128.ShiftRightLogical(raw, 4) : raw) & mask).AsSByte();
         }
         int h = j >> 2, t = j & 3;
-        var nibbles = Vector128.Load(record + Q6Nibbles + 32 * (8 * (2 * h + (t & 1)) + g) + 16 * half);
-        var high = Vector128.Load(record + Q6High + 32 * (8 * h + g) + 16 * half);
+        var nibbles = Vector128.Load(record + Q6Nibbles(2 * h + (t & 1)) + 32 * g + 16 * half);
+        var high = Vector128.Load(record + Q6High(h) + 32 * g + 16 * half);
         var low = (t >= 2 ? Vector128.ShiftRightLogical(nibbles, 4) : nibbles) & mask;
         return (low | (Vector128.ShiftLeft(Vector128.ShiftRightLogical(high, 2 * t) & Vector128.Create((byte)3), 4))).AsSByte();
     }
