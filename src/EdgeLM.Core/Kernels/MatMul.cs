@@ -134,7 +134,7 @@ public static unsafe class MatMul
             if (s.Tile != null && _in % ActivationQuantizer.BlockSize(s.Format) != 0) s.Tile = null; // cannot happen for valid tensors
             if (s.Tile != null) _formatUsed[(int)s.Format] = true;
             s.Packed = s.Tile != null ? WeightRepacker.Find(w) : null;
-            if (s.Packed != null) _infoUsed = true;
+            if (s.Packed != null && s.Format == ActivationFormat.Q8_0) _infoUsed = true;
             _units += (outDim + RowsPerUnit - 1) / RowsPerUnit;
         }
 
@@ -238,12 +238,23 @@ public static unsafe class MatMul
         {
             var m = s.Packed!;
             long xStride = ActivationQuantizer.RowBytes(s.Format, _in), infoStride = InfoStride(_in);
-            byte* xq = _quantized[(int)s.Format]!.Pointer, info = _activationInfo!.Pointer;
+            bool kQuant = s.Format == ActivationFormat.Q8_K;
+            byte* xq = _quantized[(int)s.Format]!.Pointer, info = kQuant ? null : _activationInfo!.Pointer;
             int outDim = s.OutDim, n = _n;
             const int panelsPerUnit = RowsPerUnit / RepackedMatrix.PanelRows;
             for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
             {
                 int cols = Math.Min(TokensPerChunk, n - t0);
+                if (kQuant)
+                {
+                    // The whole run of units in one call (the kernel walks panels in the same order): decode of a wide
+                    // output head is otherwise thousands of small calls per token.
+                    int r0 = fromUnit * RowsPerUnit;
+                    int panels = (Math.Min(toUnit * RowsPerUnit, outDim) - r0) / RepackedMatrix.PanelRows;
+                    KPanelKernels.Tile(m, m.Data + fromUnit * panelsPerUnit * m.PanelStride, panels, xq + t0 * xStride, xStride, cols,
+                        s.Output + (long)t0 * outDim + r0, outDim);
+                    continue;
+                }
                 for (int u = fromUnit; u < toUnit; u++)
                 {
                     int r0 = u * RowsPerUnit;

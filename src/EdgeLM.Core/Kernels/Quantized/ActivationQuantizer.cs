@@ -226,6 +226,18 @@ public static unsafe class ActivationQuantizer
     // NaN in the block: no element equals the maximum; the reference then decides (it skips NaNs).
     private static bool TryFirstWithMagnitude(float* x, float amax, out float max)
     {
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // Eight at a time (decode quantizes every matmul input on one thread, before the pool starts).
+            var target = Vector256.Create(amax);
+            for (int j = 0; j < GgmlTypeInfo.QK_K; j += 8)
+            {
+                uint hits = Vector256.Equals(Vector256.Abs(Vector256.Load(x + j)), target).ExtractMostSignificantBits();
+                if (hits != 0) { max = x[j + System.Numerics.BitOperations.TrailingZeroCount(hits)]; return true; }
+            }
+            max = 0;
+            return false;
+        }
         for (int j = 0; j < GgmlTypeInfo.QK_K; j++)
             if (MathF.Abs(x[j]) == amax) { max = x[j]; return true; }
         max = 0;

@@ -370,18 +370,18 @@ public static unsafe class RepackKernels
     // ---------------------------------------------------------------- Vector128 (Arm, or x64 without AVX2)
 
     /// <summary>Per 32-bit lane: the sum of the 4 products of its signed bytes (sdot's grouping).</summary>
-    private interface IDot4
+    internal interface IDot4
     {
         static abstract Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b);
     }
 
-    private struct DotProduct4 : IDot4
+    internal struct DotProduct4 : IDot4
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b) => Dp.DotProduct(acc, a, b);
     }
 
-    private struct PortableDot4 : IDot4
+    internal struct PortableDot4 : IDot4
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector128<int> Dot(Vector128<int> acc, Vector128<sbyte> a, Vector128<sbyte> b)

@@ -18,12 +18,13 @@ namespace EdgeLM.Kernels.Quantized;
 /// elements 4j..4j+3, high nibbles 16+4j..16+4j+3).</item>
 /// <item>Q8_0, 8 groups of 32 bytes: group j, row i = the row's levels 4j..4j+3.</item>
 /// </list>
-/// Same bytes per weight as the file, so the packed copy replaces the mapped pages rather than adding to them.
+/// Q4_K and Q6_K records (256 values per row, Q8_K activations) are laid out as <see cref="KPanelKernels"/> describes.
+/// Same bytes per weight as the file (Q4_K: 3% more, its scales unpacked), so the packed copy replaces the mapped
+/// pages rather than adding to them.
 /// </summary>
 public sealed unsafe class RepackedMatrix : IDisposable
 {
     public const int PanelRows = 8;
-    private const int BlockSize = 32;
 
     private readonly NativeMemoryOwner _memory;
 
@@ -32,7 +33,7 @@ public sealed unsafe class RepackedMatrix : IDisposable
     public int Rows { get; }
     /// <summary>Row length in elements (a multiple of 32).</summary>
     public int RowLength { get; }
-    public int Blocks => RowLength / BlockSize;
+    public int Blocks => RowLength / BlockSize(Type);
     public int BlockBytes { get; }
     public long ByteLength { get; }
     public byte* Data => _memory.Pointer;
@@ -45,13 +46,19 @@ public sealed unsafe class RepackedMatrix : IDisposable
         Rows = rows;
         RowLength = rowLength;
         BlockBytes = RecordBytes(type);
-        ByteLength = (long)rows / PanelRows * (rowLength / BlockSize) * BlockBytes;
+        ByteLength = (long)rows / PanelRows * (rowLength / BlockSize(type)) * BlockBytes;
         _memory = new NativeMemoryOwner(ByteLength);
     }
 
     /// <summary>Whether a weight of this type and shape can be packed (rows not a multiple of 8 keep the file layout).</summary>
     public static bool CanPack(Tensor w) =>
-        RecordBytes(w.Type) > 0 && w.Shape.Length == 2 && w.RowCount % PanelRows == 0 && w.RowCount <= int.MaxValue && w.RowLength % BlockSize == 0;
+        RecordBytes(w.Type) > 0 && w.Shape.Length == 2 && w.RowCount % PanelRows == 0 && w.RowCount <= int.MaxValue && w.RowLength % BlockSize(w.Type) == 0;
+
+    /// <summary>Values per record of one row: 256 for the k-quants (<see cref="KPanelKernels"/>), 32 otherwise.</summary>
+    public static int BlockSize(GgmlType type) => IsKQuant(type) ? GgmlTypeInfo.QK_K : 32;
+
+    /// <summary>Whether the type's panels are k-quant records (Q8_K activations, <see cref="KPanelKernels"/>).</summary>
+    public static bool IsKQuant(GgmlType type) => type is GgmlType.Q4_K or GgmlType.Q6_K;
 
     /// <summary>Bytes of one block column of a panel, 0 for types that have no panel layout.</summary>
     public static int RecordBytes(GgmlType type) => type switch
@@ -59,6 +66,8 @@ public sealed unsafe class RepackedMatrix : IDisposable
         GgmlType.Q4_0 => 16 + 128,
         GgmlType.Q5_0 => 16 + 32 + 128,
         GgmlType.Q8_0 => 16 + 256,
+        GgmlType.Q4_K => KPanelKernels.Q4KRecordBytes,
+        GgmlType.Q6_K => KPanelKernels.Q6KRecordBytes,
         _ => 0,
     };
 
@@ -87,6 +96,12 @@ public sealed unsafe class RepackedMatrix : IDisposable
         {
             byte* panel = Data + p * PanelStride;
             byte* rows = w.Data + (long)p * PanelRows * rowStride;
+            if (IsKQuant(Type))
+            {
+                for (int b = 0; b < blocks; b++)
+                    nonFinite |= KPanelKernels.PackRecord(Type, rows, rowStride, b, panel + (long)b * BlockBytes) ? 0 : 1;
+                continue;
+            }
             for (int b = 0; b < blocks; b++)
             {
                 byte* record = panel + (long)b * BlockBytes;
@@ -166,11 +181,18 @@ public sealed unsafe class RepackedMatrix : IDisposable
         if ((ulong)row >= (ulong)Rows) throw new ArgumentOutOfRangeException(nameof(row), $"row {row} is not in 0..{Rows - 1}");
         byte* panel = Data + row / PanelRows * PanelStride;
         int i = (int)(row % PanelRows);
+        if (IsKQuant(Type))
+        {
+            for (int b = 0; b < Blocks; b++)
+                KPanelKernels.DequantizeRecordRow(Type, panel + (long)b * BlockBytes, i, dst + b * GgmlTypeInfo.QK_K);
+            return;
+        }
+        const int blockSize = 32;
         for (int b = 0; b < Blocks; b++)
         {
             byte* record = panel + (long)b * BlockBytes;
             float d = EdgeLM.Tensors.Quantization.HalfPrecision.FromF16(*(ushort*)(record + 2 * i));
-            for (int e = 0; e < BlockSize; e++) dst[b * BlockSize + e] = Level(Type, record, i, e) * d;
+            for (int e = 0; e < blockSize; e++) dst[b * blockSize + e] = Level(Type, record, i, e) * d;
         }
     }
 

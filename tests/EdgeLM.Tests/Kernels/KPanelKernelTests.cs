@@ -1,0 +1,198 @@
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.Arm;
+using System.Runtime.Intrinsics.X86;
+using EdgeLM.Kernels;
+using EdgeLM.Kernels.Quantized;
+using EdgeLM.Tensors;
+using EdgeLM.Tensors.Quantization;
+
+namespace EdgeLM.Tests.Kernels;
+
+/// <summary>Q4_K / Q6_K panels (<see cref="KPanelKernels"/>): every path bitwise equal to the file-layout reference.</summary>
+[Trait("Category", "Kernels")]
+public unsafe class KPanelKernelTests
+{
+    // Normal, negative, subnormal, zero and the largest finite half: the kernels' exact half conversion.
+    private static readonly ushort[] Scales = [0x2E66, 0xAE66, 0x1400, 0x9400, 0x0001, 0x83FF, 0x0000, 0x7BFF, 0x3C00];
+
+    /// <summary>Raw random blocks (every level, 6-bit scale and min, signed Q6_K scale) with finite half scales.</summary>
+    private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed)
+    {
+        var random = new Random(seed);
+        long bytes = Tensor.ExpectedBytes(type, [k, rows]);
+        var buffer = new NativeBuffer(bytes);
+        random.NextBytes(buffer.Span);
+        int blockBytes = GgmlTypeInfo.BlockBytes(type);
+        int[] halfOffsets = type == GgmlType.Q4_K ? [0, 2] : [208];
+        for (long b = 0; b < bytes / blockBytes; b++)
+            foreach (int o in halfOffsets)
+                *(ushort*)(buffer.Pointer + b * blockBytes + o) = random.Next(4) == 0
+                    ? Scales[random.Next(Scales.Length)]
+                    : (ushort)(0x1800 + random.Next(0x1000) | (random.Next(2) << 15));
+        return (new Tensor("w", type, [k, rows], buffer.Pointer, bytes), buffer);
+    }
+
+    /// <summary>n activation rows as block_q8_K (row 1 starts with an all-zero block, magnitudes vary by row).</summary>
+    private static byte[] Activations(int k, int n, int seed)
+    {
+        var random = new Random(seed);
+        long rowBytes = ActivationQuantizer.RowBytes(ActivationFormat.Q8_K, k);
+        var xq = new byte[rowBytes * n];
+        var row = new float[k];
+        for (int t = 0; t < n; t++)
+        {
+            for (int i = 0; i < k; i++) row[i] = t == 1 && i < 256 ? 0 : (float)(random.NextDouble() * 2 - 1) * (1 + t % 3);
+            ActivationQuantizer.Row(ActivationFormat.Q8_K, row, xq.AsSpan((int)(t * rowBytes), (int)rowBytes));
+        }
+        return xq;
+    }
+
+    private delegate void TilePath(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride);
+
+    private static List<(string, TilePath)> Paths()
+    {
+        var paths = new List<(string, TilePath)> { ("scalar", KPanelKernels.TileScalar), ("portable128", KPanelKernels.Tile128Portable) };
+        if (Vector128.IsHardwareAccelerated) paths.Add(("vector128", KPanelKernels.Tile128));
+        if (Avx2.IsSupported && Fma.IsSupported) paths.Add(("avx2", KPanelKernels.TileAvx2));
+        paths.Add(("dispatch", KPanelKernels.Tile));
+        return paths;
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 256, 1)]
+    [InlineData(GgmlType.Q4_K, 1024, 5)]
+    [InlineData(GgmlType.Q4_K, 768, 9)]
+    [InlineData(GgmlType.Q6_K, 256, 1)]
+    [InlineData(GgmlType.Q6_K, 1024, 5)]
+    [InlineData(GgmlType.Q6_K, 768, 9)]
+    public void EveryPathEqualsTheReferenceBitwise(GgmlType type, int k, int n)
+    {
+        const int rows = 16;
+        var (w, buffer) = RandomWeight(type, k, rows, k + n);
+        using var _ = buffer;
+        using var m = RepackedMatrix.Pack(w)!;
+        Assert.NotNull(m);
+        byte[] xq = Activations(k, n, n);
+        long xStride = xq.Length / n;
+        var expected = new float[n * rows];
+        fixed (byte* px = xq)
+            for (int t = 0; t < n; t++)
+                for (int r = 0; r < rows; r++)
+                    expected[t * rows + r] = KPanelKernels.ReferenceDot(type, w.Data + r * w.RowStride, px + t * xStride, k);
+        Assert.Contains(expected, v => v != 0);
+
+        foreach (var (name, path) in Paths())
+        {
+            var actual = new float[n * rows + 1];
+            actual[^1] = 42;
+            fixed (byte* px = xq)
+            fixed (float* py = actual)
+                path(m, m.Data, rows / RepackedMatrix.PanelRows, px, xStride, n, py, rows);
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(expected[i]) == BitConverter.SingleToInt32Bits(actual[i]),
+                    $"{type} k={k} n={n} {name}: output {i} is {actual[i]}, reference {expected[i]}");
+            Assert.Equal(42, actual[^1]);
+        }
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void ReferenceAgreesWithTheKQuantDotAndFloat64(GgmlType type)
+    {
+        // Real quantized rows: the reference is the same sum as ggml's dot up to float rounding.
+        const int k = 2048;
+        var random = new Random(3);
+        var wf = Enumerable.Range(0, k).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var w = new byte[GgmlTypeInfo.RowBytes(type, k)];
+        Quantize.Row(type, wf, w);
+        byte[] xq = Activations(k, 1, 11);
+        var wd = new float[k];
+        var xd = new float[k];
+        Dequantize.Row(type, w, wd);
+        Dequantize.Row(GgmlType.Q8_K, xq, xd);
+        double exact = 0, magnitude = 0;
+        for (int i = 0; i < k; i++) { exact += (double)wd[i] * xd[i]; magnitude += Math.Abs((double)wd[i] * xd[i]); }
+        fixed (byte* pw = w, px = xq)
+        {
+            float reference = KPanelKernels.ReferenceDot(type, pw, px, k);
+            float ggml = type == GgmlType.Q4_K ? Q4_KKernel.DotScalar(pw, px, k) : Q6_KKernel.DotScalar(pw, px, k);
+            Assert.True(Math.Abs(reference - exact) <= 2e-6 * magnitude, $"{type}: reference {reference} vs float64 {exact}");
+            Assert.True(Math.Abs(reference - ggml) <= 4e-6 * magnitude, $"{type}: reference {reference} vs DotScalar {ggml}");
+        }
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void MatMulUsesPanelsBitwiseForAnyThreadCountAndTokenPosition(GgmlType type)
+    {
+        const int k = 512, rows = 40, n = MatMul.TokensPerChunk + 3;
+        var (w, buffer) = RandomWeight(type, k, rows, 5);
+        using var _ = buffer;
+        Assert.True(WeightRepacker.Attach(w));
+        try
+        {
+            var random = new Random(9);
+            float[] x = Enumerable.Range(0, n * k).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+            var xq = new byte[ActivationQuantizer.RowBytes(ActivationFormat.Q8_K, k)];
+            var expected = new float[n * rows];
+            for (int t = 0; t < n; t++)
+            {
+                ActivationQuantizer.Row(ActivationFormat.Q8_K, x.AsSpan(t * k, k), xq);
+                fixed (byte* px = xq)
+                    for (int r = 0; r < rows; r++) expected[t * rows + r] = KPanelKernels.ReferenceDot(type, w.Data + r * w.RowStride, px, k);
+            }
+            foreach (int threads in new[] { 1, 2, 3 })
+            {
+                using var pool = new WorkerPool(threads);
+                var actual = new float[n * rows];
+                MatMul.Compute(w, x, actual, n, pool);
+                Assert.Equal(expected, actual);
+                var single = new float[rows];
+                foreach (int t in new[] { 0, 5, n - 1 })
+                {
+                    MatMul.Compute(w, x.AsSpan(t * k, k), single, 1, pool);
+                    Assert.Equal(expected.AsSpan(t * rows, rows).ToArray(), single);
+                }
+            }
+        }
+        finally
+        {
+            WeightRepacker.Detach(w);
+        }
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void PackedRowsDequantizeLikeTheFile(GgmlType type)
+    {
+        var (w, buffer) = RandomWeight(type, 512, 24, 7);
+        using var _ = buffer;
+        using var m = RepackedMatrix.Pack(w)!;
+        var expected = new float[512];
+        var actual = new float[512];
+        for (int r = 0; r < 24; r++)
+        {
+            Dequantize.Row(type, w.Row(r), expected);
+            fixed (float* pa = actual) m.DequantizeRow(r, pa);
+            Assert.Equal(expected, actual);
+        }
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 2)]
+    [InlineData(GgmlType.Q6_K, 208)]
+    public void InfiniteScalesAndOddShapesStayUnpacked(GgmlType type, int halfOffset)
+    {
+        var (w, buffer) = RandomWeight(type, 512, 8, 1);
+        using var _ = buffer;
+        *(ushort*)(w.Data + GgmlTypeInfo.BlockBytes(type) + halfOffset) = 0xFC00; // -infinity in row 0, block 1
+        Assert.Null(RepackedMatrix.Pack(w));
+
+        var (v, vBuffer) = RandomWeight(type, 256, 12, 2);
+        using var __ = vBuffer;
+        Assert.False(RepackedMatrix.CanPack(v));
+    }
+}
