@@ -41,6 +41,10 @@ public static class BenchRunner
             throw new ArgumentException($"{test.Name} needs {test.Tokens} tokens of context, the model has {config.ContextLength}");
 
         var started = DateTimeOffset.UtcNow;
+        // The previous test's session is gone; its buffers must not count here (llama-bench frees its context
+        // deterministically between tests).
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         // Reset before the session exists so its buffers and KV cache count towards this test's peak.
         bool perTest = PeakRss.TryReset();
         // Like llama-bench's context: exactly as many positions as the test uses; decoding needs a batch of one.
