@@ -219,19 +219,26 @@ internal static unsafe class FloatGemm
                 from = to;
             } while (from < kVector);
 
-            for (int t = 0; t < triples; t++)
-                for (int q = 0; q < quads; q++)
-                {
-                    float* acc = partials + (long)(t * quads + q) * Block * TL.Count;
-                    for (int c = 0; c < 3; c++)
-                        for (int r = 0; r < 4; r++)
-                        {
-                            float* wr = w + (4 * q + r) * wStride, xc = x + (3 * t + c) * xStride;
-                            float sum = TL.Sum(TL.Load(acc + (c * 4 + r) * TL.Count));
-                            for (int i = kVector; i < k; i++) sum += wr[i] * xc[i];
-                            y[(3 * t + c) * yStride + 4 * q + r] = sum;
-                        }
-                }
+            if (typeof(TL) == typeof(Lanes256) && Avx.IsSupported && kVector == k)
+            {
+                Reduce4x3Avx(partials, quads, triples, y, yStride);
+            }
+            else
+            {
+                for (int t = 0; t < triples; t++)
+                    for (int q = 0; q < quads; q++)
+                    {
+                        float* acc = partials + (long)(t * quads + q) * Block * TL.Count;
+                        for (int c = 0; c < 3; c++)
+                            for (int r = 0; r < 4; r++)
+                            {
+                                float* wr = w + (4 * q + r) * wStride, xc = x + (3 * t + c) * xStride;
+                                float sum = TL.Sum(TL.Load(acc + (c * 4 + r) * TL.Count));
+                                for (int i = kVector; i < k; i++) sum += wr[i] * xc[i];
+                                y[(3 * t + c) * yStride + 4 * q + r] = sum;
+                            }
+                    }
+            }
         }
         // Edges: tokens past the last triple by quads, rows past the last quad one at a time (same order).
         float* yq = stackalloc float[4];
@@ -320,6 +327,29 @@ internal static unsafe class FloatGemm
         a00.Store(acc); a01.Store(acc + 8); a02.Store(acc + 16); a03.Store(acc + 24);
         a10.Store(acc + 32); a11.Store(acc + 40); a12.Store(acc + 48); a13.Store(acc + 56);
         a20.Store(acc + 64); a21.Store(acc + 72); a22.Store(acc + 80); a23.Store(acc + 88);
+    }
+
+    /// <summary>
+    /// The 4x3 blocks' accumulators to outputs, four rows of a token at a time: two rounds of horizontal adds and
+    /// one add of the halves give ((l0+l1)+(l2+l3)) + ((u0+u1)+(u2+u3)) per accumulator, exactly the order of
+    /// Vector256.Sum (the tests compare with the decode kernel bitwise), in 5 instructions instead of 4 x 6, and
+    /// the four outputs are adjacent in y. Reducing one by one took ~10% of prefill.
+    /// </summary>
+    private static void Reduce4x3Avx(float* partials, int quads, int triples, float* y, long yStride)
+    {
+        for (int t = 0; t < triples; t++)
+            for (int q = 0; q < quads; q++)
+            {
+                float* acc = partials + (long)(t * quads + q) * 96;
+                for (int c = 0; c < 3; c++)
+                {
+                    float* a = acc + c * 32;
+                    var pairs01 = Avx.HorizontalAdd(Vector256.Load(a), Vector256.Load(a + 8));
+                    var pairs23 = Avx.HorizontalAdd(Vector256.Load(a + 16), Vector256.Load(a + 24));
+                    var quads4 = Avx.HorizontalAdd(pairs01, pairs23);
+                    (quads4.GetLower() + quads4.GetUpper()).Store(y + (3 * t + c) * yStride + 4 * q);
+                }
+            }
     }
 
     /// <summary>No SIMD: rows to float, then plain dots (decode and prefill alike, so they agree bitwise).</summary>
