@@ -16,10 +16,13 @@ namespace EdgeLM.Kernels;
 /// </summary>
 internal static unsafe class FloatGemm
 {
-    /// <summary>k values per pass of the prefill tile: a unit's 16 converted rows of it (16 KB) and 3 token rows stay in L1.</summary>
+    /// <summary>
+    /// Most k values per pass of the prefill tile: a quad's 4 rows of a pass (at most 16 KB) stay in L1 while the
+    /// token triples stream past from L2. k is cut into even passes, so k = 896 is one pass and needs no parking.
+    /// </summary>
     internal const int DepthBlock = 1024;
 
-    /// <summary>Weight rows one <see cref="Tile{TL}"/> call covers: its <see cref="DepthBlock"/> slice of them stays in L1.</summary>
+    /// <summary>Weight rows one <see cref="Tile{TL}"/> call covers (bounds its parked accumulators: 16 x tokens x 64 B).</summary>
     internal const int RowsPerTile = 16;
 
     /// <summary>
@@ -188,9 +191,9 @@ internal static unsafe class FloatGemm
 
     /// <summary>
     /// y[c * yStride + r] = dot(w_r, x_c) for float rows. Blocks of 4 rows x 3 tokens keep 12 accumulators in
-    /// registers (each weight load feeds 3 FMAs, each token load 4); k is walked in <see cref="DepthBlock"/> slices
-    /// so the rows and tokens of a block come from L1, the accumulators parked in partials in between
-    /// (rows * cols * TL.Count floats).
+    /// registers (each weight load feeds 3 FMAs, each token load 4). Per pass of at most <see cref="DepthBlock"/> k
+    /// values each quad stays in L1 while every token triple streams past (as llamafile's tinyBLAS does), the
+    /// accumulators parked in partials between passes (rows * cols * TL.Count floats).
     /// </summary>
     internal static void Tile<TL>(float* w, long wStride, int rows, float* x, long xStride, int cols, int k, float* y, long yStride, float* partials)
         where TL : struct, IFloatLanes<TL>
