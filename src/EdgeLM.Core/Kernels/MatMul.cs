@@ -22,6 +22,11 @@ public static unsafe class MatMul
     internal const int TokensPerChunk = 64;
     /// <summary>Token chunk of the float prefill tile: a multiple of its 3 tokens, so only the last chunk has edge tokens.</summary>
     internal const int FloatTokensPerChunk = 66;
+    /// <summary>
+    /// Units the float prefill converts and sweeps together: each token chunk read from L3 serves 64 rows, not 16
+    /// (64 converted rows of k = 896 plus a 66-token chunk of x fit the 512 KB L2).
+    /// </summary>
+    internal const int FloatUnitsPerGroup = 4;
 
     /// <param name="x">n input rows of w.RowLength floats, row-major.</param>
     /// <param name="y">n output rows of w.RowCount floats, row-major.</param>
@@ -271,7 +276,7 @@ public static unsafe class MatMul
             long stride = w.RowStride;
             int outDim = s.OutDim, n = _n, k = _in;
             // Converted rows and parked accumulators; grows only when a larger shape is seen.
-            long need = FloatGemm.ScratchFloats(RowsPerUnit, Math.Min(n, FloatTokensPerChunk), k);
+            long need = FloatGemm.ScratchFloats(RowsPerUnit * FloatUnitsPerGroup, Math.Min(n, FloatTokensPerChunk), k);
             float[]? scratch = _scratch[worker];
             if (scratch == null || scratch.Length < need) _scratch[worker] = scratch = new float[checked((int)need)];
             fixed (float* buffer = scratch)
@@ -283,10 +288,10 @@ public static unsafe class MatMul
                     FloatGemm.Decode(w.Type, w.Data + first * stride, stride, end - first, _x, k, s.Output + first, buffer);
                     return;
                 }
-                for (int u = fromUnit; u < toUnit; u++)
+                for (int u = fromUnit; u < toUnit; u += FloatUnitsPerGroup)
                 {
                     int r0 = u * RowsPerUnit;
-                    int rows = Math.Min(RowsPerUnit, outDim - r0);
+                    int rows = Math.Min(Math.Min(toUnit - u, FloatUnitsPerGroup) * RowsPerUnit, outDim - r0);
                     FloatGemm.Unit(w.Type, w.Data + r0 * stride, stride, rows, _x, n, k, FloatTokensPerChunk, s.Output + r0, outDim, buffer);
                 }
             }
