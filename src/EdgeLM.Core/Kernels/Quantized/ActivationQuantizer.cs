@@ -80,6 +80,34 @@ public static unsafe class ActivationQuantizer
         }
     }
 
+    /// <summary>
+    /// float to IEEE binary16 bits, round to nearest even: bit-identical to <see cref="HalfPrecision.ToF16"/> (tested on
+    /// every class of input) but branch-light and inlined. The BCL's (Half) cast runs as precompiled baseline code when
+    /// tiered compilation is off (the CLI's setting) and cost ~130 ns per block, more than the block's quantization.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ushort ToF16(float value)
+    {
+        const uint F32Infinity = 255u << 23;
+        const uint F16Overflow = (127u + 16) << 23;          // 65536: from here on the result is infinity (or NaN)
+        const uint SmallestNormal = 113u << 23;             // 2^-14
+        const uint SubnormalMagic = ((127u - 15) + (23 - 10) + 1) << 23; // 0.5: adding it aligns the f16 subnormal bits
+        uint bits = BitConverter.SingleToUInt32Bits(value);
+        uint sign = bits & 0x8000_0000u;
+        bits ^= sign;
+        uint result;
+        if (bits >= F16Overflow) result = bits > F32Infinity ? 0x7E00u : 0x7C00u;
+        else if (bits < SmallestNormal)
+            result = BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle(bits) + BitConverter.UInt32BitsToSingle(SubnormalMagic)) - SubnormalMagic;
+        else
+        {
+            uint mantissaOdd = (bits >> 13) & 1;
+            bits += unchecked((uint)((15 - 127) << 23)) + 0xFFF + mantissaOdd;
+            result = bits >> 13;
+        }
+        return (ushort)(result | (sign >> 16));
+    }
+
     // C roundf (half away from zero) without a rounding-mode instruction: x - trunc(x) is exact, so comparing its
     // magnitude with 0.5 decides the tie exactly as roundf does.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -121,11 +149,11 @@ public static unsafe class ActivationQuantizer
         var q0 = RoundAwayFromZero(v0 * idv); var q1 = RoundAwayFromZero(v1 * idv);
         var q2 = RoundAwayFromZero(v2 * idv); var q3 = RoundAwayFromZero(v3 * idv);
         var bytes = Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3));
-        *(ushort*)y = HalfPrecision.ToF16(d);
+        *(ushort*)y = ToF16(d);
         if (withSum)
         {
             int sum = Vector256.Sum(q0 + q1 + q2 + q3);
-            *(ushort*)(y + 2) = HalfPrecision.ToF16(sum * d);
+            *(ushort*)(y + 2) = ToF16(sum * d);
             bytes.Store((sbyte*)(y + 4));
         }
         else bytes.Store((sbyte*)(y + 2));
@@ -139,7 +167,7 @@ public static unsafe class ActivationQuantizer
         float d = amax / 127;
         float id = d != 0 ? 1.0f / d : 0.0f;
         var idv = Vector128.Create(id);
-        *(ushort*)y = HalfPrecision.ToF16(d);
+        *(ushort*)y = ToF16(d);
         sbyte* qs = (sbyte*)(y + (withSum ? 4 : 2));
         var sum = Vector128<int>.Zero;
         for (int i = 0; i < 32; i += 16)
@@ -151,7 +179,7 @@ public static unsafe class ActivationQuantizer
             sum += q0 + q1 + q2 + q3;
             Vector128.Narrow(Vector128.Narrow(q0, q1), Vector128.Narrow(q2, q3)).Store(qs + i);
         }
-        if (withSum) *(ushort*)(y + 2) = HalfPrecision.ToF16(Vector128.Sum(sum) * d);
+        if (withSum) *(ushort*)(y + 2) = ToF16(Vector128.Sum(sum) * d);
     }
 
     // block_q8_K { float d; i8 qs[256]; i16 bsums[16] }. The scale comes from the FIRST element of largest
