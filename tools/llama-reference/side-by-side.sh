@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# llama.cpp's llama-bench and edgelm bench on the same files, same flags (F16 KV cache, llama-bench's default),
-# one after the other, and the ratio.
-# Usage: side-by-side.sh [-p 512] [-n 128] [-t 2] [-r 3] [-o DIR] MODEL.gguf...   (-o keeps both JSON reports)
+# llama.cpp's llama-bench and edgelm bench on the same files, same flags, one after the other, and the ratio.
+# KV cache: each engine's default unless -k f16 (both F16; llama-bench has no F32 KV cache): llama.cpp F16, EdgeLM F32.
+# Usage: side-by-side.sh [-p 512] [-n 128] [-t 2] [-r 3] [-k f16] [-o DIR] MODEL.gguf...   (-o keeps both JSON reports)
 #   LLAMA_BENCH=path (default: build-tools.sh's output), EDGELM="dotnet run -c Release --project src/EdgeLM.Cli --"
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-p=512 n=128 t=2 r=3 keep=
-while getopts "p:n:t:r:o:" o; do case $o in p) p=$OPTARG;; n) n=$OPTARG;; t) t=$OPTARG;; r) r=$OPTARG;; o) keep=$OPTARG;; *) exit 2;; esac; done
+p=512 n=128 t=2 r=3 kv= keep=
+while getopts "p:n:t:r:k:o:" o; do case $o in p) p=$OPTARG;; n) n=$OPTARG;; t) t=$OPTARG;; r) r=$OPTARG;; k) kv=$OPTARG;; o) keep=$OPTARG;; *) exit 2;; esac; done
+case $kv in "") llama_kv=(); edgelm_kv=();; f16) llama_kv=(-ctk f16 -ctv f16); edgelm_kv=(--kv f16);;
+  *) echo "side-by-side: -k takes f16 (or nothing: each engine's default), not $kv" >&2; exit 2;; esac
 shift $((OPTIND - 1))
 [ $# -gt 0 ] || { echo "usage: side-by-side.sh [-p N] [-n N] [-t N] [-r N] MODEL.gguf..." >&2; exit 2; }
 llama="${LLAMA_BENCH:-$here/build/llama.cpp/build/bin/llama-bench}"
@@ -19,9 +21,9 @@ echo "| model | threads | test | llama.cpp t/s | EdgeLM t/s | EdgeLM / llama.cpp
 echo "| --- | ---: | --- | ---: | ---: | ---: | ---: |"
 for m in "$@"; do
   [ -f "$m" ] || { echo "side-by-side: no such file: $m" >&2; exit 1; }
-  "$llama" -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" -o json > "$work/l.json" 2> "$work/l.err" \
+  "$llama" -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" "${llama_kv[@]}" -o json > "$work/l.json" 2> "$work/l.err" \
     || { tail -3 "$work/l.err" >&2; exit 1; }
-  $edgelm bench -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" --kv f16 --json "$work/e.json" > /dev/null 2> "$work/e.err" \
+  $edgelm bench -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" "${edgelm_kv[@]}" --json "$work/e.json" > /dev/null 2> "$work/e.err" \
     || { tail -3 "$work/e.err" >&2; exit 1; }
   if [ -n "$keep" ]; then b=$(basename "$m" .gguf); cp "$work/l.json" "$keep/llama-$b-t$t.json"; cp "$work/e.json" "$keep/edgelm-$b-t$t.json"; fi
   python3 - "$m" "$work/l.json" "$work/e.json" "$t" <<'PY'
