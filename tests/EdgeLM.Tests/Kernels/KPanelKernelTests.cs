@@ -127,40 +127,9 @@ public unsafe class KPanelKernelTests
     [InlineData(GgmlType.Q6_K)]
     public void MatMulUsesPanelsBitwiseForAnyThreadCountAndTokenPosition(GgmlType type)
     {
-        const int k = 512, rows = 40, n = MatMul.TokensPerChunk + 3;
-        var (w, buffer) = RandomWeight(type, k, rows, 5);
+        var (w, buffer) = RandomWeight(type, k: 512, rows: 40, 5);
         using var _ = buffer;
-        Assert.True(WeightRepacker.Attach(w));
-        try
-        {
-            var random = new Random(9);
-            float[] x = Enumerable.Range(0, n * k).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-            var xq = new byte[ActivationQuantizer.RowBytes(ActivationFormat.Q8_K, k)];
-            var expected = new float[n * rows];
-            for (int t = 0; t < n; t++)
-            {
-                ActivationQuantizer.Row(ActivationFormat.Q8_K, x.AsSpan(t * k, k), xq);
-                fixed (byte* px = xq)
-                    for (int r = 0; r < rows; r++) expected[t * rows + r] = KPanelKernels.ReferenceDot(type, w.Data + r * w.RowStride, px, k);
-            }
-            foreach (int threads in new[] { 1, 2, 3 })
-            {
-                using var pool = new WorkerPool(threads);
-                var actual = new float[n * rows];
-                MatMul.Compute(w, x, actual, n, pool);
-                Assert.Equal(expected, actual);
-                var single = new float[rows];
-                foreach (int t in new[] { 0, 5, n - 1 })
-                {
-                    MatMul.Compute(w, x.AsSpan(t * k, k), single, 1, pool);
-                    Assert.Equal(expected.AsSpan(t * rows, rows).ToArray(), single);
-                }
-            }
-        }
-        finally
-        {
-            WeightRepacker.Detach(w);
-        }
+        PanelMatMulCheck.Run(w, ActivationFormat.Q8_K, KPanelKernels.ReferenceDot);
     }
 
     [Theory]

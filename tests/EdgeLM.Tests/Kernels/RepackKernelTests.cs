@@ -103,40 +103,9 @@ public unsafe class RepackKernelTests
     [InlineData(GgmlType.Q8_0)]
     public void MatMulUsesPanelsBitwiseForAnyThreadCountAndTokenPosition(GgmlType type)
     {
-        const int k = 128, rows = 40, n = MatMul.TokensPerChunk + 3;
-        var (w, buffer) = RandomWeight(type, k, rows, 5);
+        var (w, buffer) = RandomWeight(type, k: 128, rows: 40, 5);
         using var _ = buffer;
-        Assert.True(WeightRepacker.Attach(w));
-        try
-        {
-            var random = new Random(9);
-            float[] x = Enumerable.Range(0, n * k).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
-            var xq = new byte[ActivationQuantizer.RowBytes(ActivationFormat.Q8_0, k)];
-            var expected = new float[n * rows];
-            for (int t = 0; t < n; t++)
-            {
-                ActivationQuantizer.Row(ActivationFormat.Q8_0, x.AsSpan(t * k, k), xq);
-                fixed (byte* px = xq)
-                    for (int r = 0; r < rows; r++) expected[t * rows + r] = RepackKernels.ReferenceDot(type, w.Data + r * w.RowStride, px, k);
-            }
-            foreach (int threads in new[] { 1, 2, 3 })
-            {
-                using var pool = new WorkerPool(threads);
-                var actual = new float[n * rows];
-                MatMul.Compute(w, x, actual, n, pool);
-                Assert.Equal(expected, actual);
-                var single = new float[rows];
-                foreach (int t in new[] { 0, 5, n - 1 })
-                {
-                    MatMul.Compute(w, x.AsSpan(t * k, k), single, 1, pool);
-                    Assert.Equal(expected.AsSpan(t * rows, rows).ToArray(), single);
-                }
-            }
-        }
-        finally
-        {
-            WeightRepacker.Detach(w);
-        }
+        PanelMatMulCheck.Run(w, ActivationFormat.Q8_0, RepackKernels.ReferenceDot);
     }
 
     [Theory]
