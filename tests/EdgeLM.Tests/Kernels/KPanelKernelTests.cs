@@ -12,25 +12,9 @@ namespace EdgeLM.Tests.Kernels;
 [Trait("Category", "Kernels")]
 public unsafe class KPanelKernelTests
 {
-    // Normal, negative, subnormal, zero and the largest finite half: the kernels' exact half conversion.
-    private static readonly ushort[] Scales = [0x2E66, 0xAE66, 0x1400, 0x9400, 0x0001, 0x83FF, 0x0000, 0x7BFF, 0x3C00];
-
     /// <summary>Raw random blocks (every level, 6-bit scale and min, signed Q6_K scale) with finite half scales.</summary>
-    private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed)
-    {
-        var random = new Random(seed);
-        long bytes = Tensor.ExpectedBytes(type, [k, rows]);
-        var buffer = new NativeBuffer(bytes);
-        random.NextBytes(buffer.Span);
-        int blockBytes = GgmlTypeInfo.BlockBytes(type);
-        int[] halfOffsets = type == GgmlType.Q4_K ? [0, 2] : [208];
-        for (long b = 0; b < bytes / blockBytes; b++)
-            foreach (int o in halfOffsets)
-                *(ushort*)(buffer.Pointer + b * blockBytes + o) = random.Next(4) == 0
-                    ? Scales[random.Next(Scales.Length)]
-                    : (ushort)(0x1800 + random.Next(0x1000) | (random.Next(2) << 15));
-        return (new Tensor("w", type, [k, rows], buffer.Pointer, bytes), buffer);
-    }
+    private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed) =>
+        PanelTestSupport.RandomWeight(type, k, rows, seed, type == GgmlType.Q4_K ? [0, 2] : [208], normalBase: 0x1800);
 
     /// <summary>n activation rows as block_q8_K (row 1 starts with an all-zero block, magnitudes vary by row).</summary>
     private static byte[] Activations(int k, int n, int seed)
@@ -129,7 +113,7 @@ public unsafe class KPanelKernelTests
     {
         var (w, buffer) = RandomWeight(type, k: 512, rows: 40, 5);
         using var _ = buffer;
-        PanelMatMulCheck.Run(w, ActivationFormat.Q8_K, KPanelKernels.ReferenceDot);
+        PanelTestSupport.MatMulMatchesReference(w, ActivationFormat.Q8_K, KPanelKernels.ReferenceDot);
     }
 
     [Theory]

@@ -10,21 +10,9 @@ namespace EdgeLM.Tests.Kernels;
 [Trait("Category", "Kernels")]
 public unsafe class RepackKernelTests
 {
-    // Scales that exercise the exact half conversion: normal, negative, subnormal, zero, the largest half.
-    private static readonly ushort[] Scales = [0x2E66, 0xAE66, 0x1400, 0x9400, 0x0001, 0x83FF, 0x0000, 0x7BFF, 0x3C00];
-
-    /// <summary>Raw random blocks (any level, including Q8_0's -128) with scales from <see cref="Scales"/>.</summary>
-    private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed)
-    {
-        var random = new Random(seed);
-        long bytes = Tensor.ExpectedBytes(type, [k, rows]);
-        var buffer = new NativeBuffer(bytes);
-        random.NextBytes(buffer.Span);
-        int blockBytes = GgmlTypeInfo.BlockBytes(type);
-        for (long b = 0; b < bytes / blockBytes; b++)
-            *(ushort*)(buffer.Pointer + b * blockBytes) = random.Next(4) == 0 ? Scales[random.Next(Scales.Length)] : (ushort)(0x2000 + random.Next(0x1000) | (random.Next(2) << 15));
-        return (new Tensor("w", type, [k, rows], buffer.Pointer, bytes), buffer);
-    }
+    /// <summary>Raw random blocks (any level, including Q8_0's -128) with finite half scales.</summary>
+    private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed) =>
+        PanelTestSupport.RandomWeight(type, k, rows, seed, [0], normalBase: 0x2000);
 
     /// <summary>n activation rows quantized to Q8_0 (one all-zero block included), and their side data.</summary>
     private static (byte[] Xq, byte[] Info) Activations(int k, int n, int seed)
@@ -105,7 +93,7 @@ public unsafe class RepackKernelTests
     {
         var (w, buffer) = RandomWeight(type, k: 128, rows: 40, 5);
         using var _ = buffer;
-        PanelMatMulCheck.Run(w, ActivationFormat.Q8_0, RepackKernels.ReferenceDot);
+        PanelTestSupport.MatMulMatchesReference(w, ActivationFormat.Q8_0, RepackKernels.ReferenceDot);
     }
 
     [Theory]
