@@ -153,8 +153,8 @@ internal sealed unsafe class ForwardPass : IDisposable
 
             // Every row's key and value of this layer is stored before any attention reads the caches, so rows of
             // one sequence in one call see each other causally.
-            _attention.Setup(l, _q, _attnOut);
-            _pool.Run(_attention, n * heads, _pool.GrainFor(n * heads));
+            int attentionItems = _attention.Setup(l, _q, _attnOut, n);
+            _pool.Run(_attention, attentionItems);
             Lap(ref mark, ProfilePart.Attention);
 
             Observe(l, ActivationSite.AttentionOutput, _attnOut, n, _qDim);
@@ -248,77 +248,92 @@ internal sealed unsafe class ForwardPass : IDisposable
     public void Dispose() => _activations.Dispose();
 
     /// <summary>
-    /// Causal attention of each row against its own sequence's cache, one (row, head) pair per work item: scores over
-    /// every cached position up to the row's own, softmax, weighted sum of values. Per-thread score buffers of
-    /// context length.
+    /// Causal attention of every row against its own sequence's cache, in work items of (up to RowsPerItem
+    /// consecutive rows of one cache, one KV head, that head's query heads): the item's queries share every key/value
+    /// block they load (<see cref="Attention"/>). Items of a long prompt are enough for any thread count; a call with
+    /// few rows (decode) splits each KV head's query heads over several items instead. A row's result does not depend on
+    /// the split (see <see cref="Attention"/>), so batching, blocking and thread count never change its bits.
     /// </summary>
     private sealed class AttentionJob : IRangeJob
     {
+        private const int MaxQueriesPerItem = 64;
         private readonly KvCache?[] _rowCache;
         private readonly int[] _rowPosition;
-        private readonly int _heads, _headDim, _kvDim, _groupSize;
+        private readonly int _headDim, _kvHeads, _groupSize, _qDim, _rowsPerItem, _threads;
         private readonly float _scale;
-        private readonly float[][] _scores;
-        private readonly float[][] _convertedRow; // F16 cache: one key/value head converted to float
+        private readonly AttentionScratch[] _scratch;
+        private readonly int[] _blockFirst, _blockRows; // row blocks of the current call
+        private int _blockCount, _headParts, _headsPerPart;
         private int _layer;
         private float* _q, _out;
 
         public AttentionJob(ModelConfig config, int contextLength, KvCache?[] rowCache, int[] rowPosition, int threads)
         {
+            _ = contextLength; // nothing here grows with the context
             _rowCache = rowCache;
             _rowPosition = rowPosition;
-            _heads = config.HeadCount;
             _headDim = config.HeadDim;
-            _kvDim = config.KvDim;
+            _kvHeads = config.KvHeadCount;
             _groupSize = config.HeadCount / config.KvHeadCount;
+            _qDim = config.QDim;
+            _threads = threads;
+            _rowsPerItem = Math.Max(1, MaxQueriesPerItem / _groupSize);
             _scale = (float)(1.0 / Math.Sqrt(config.HeadDim));
-            _scores = new float[threads][];
-            _convertedRow = new float[threads][];
-            for (int i = 0; i < threads; i++)
-            {
-                _scores[i] = new float[contextLength];
-                _convertedRow[i] = new float[config.HeadDim];
-            }
+            _scratch = new AttentionScratch[threads];
+            for (int i = 0; i < threads; i++) _scratch[i] = new AttentionScratch(_rowsPerItem * _groupSize, _headDim);
+            _blockFirst = new int[rowCache.Length];
+            _blockRows = new int[rowCache.Length];
         }
 
-        public void Setup(int layer, float* q, float* output)
+        /// <summary>Groups rows [0, rows) into items for layer <paramref name="layer"/>; returns the item count.</summary>
+        public int Setup(int layer, float* q, float* output, int rows)
         {
             _layer = layer; _q = q; _out = output;
+            _blockCount = 0;
+            for (int i = 0; i < rows; i++)
+            {
+                int b = _blockCount - 1;
+                if (b >= 0 && _rowCache[i] == _rowCache[_blockFirst[b]] && _blockRows[b] < _rowsPerItem) _blockRows[b]++;
+                else { _blockFirst[_blockCount] = i; _blockRows[_blockCount] = 1; _blockCount++; }
+            }
+            // Too few (row block, KV head) items to keep every thread busy: give each item a share of the query heads.
+            int wanted = (_threads + _blockCount * _kvHeads - 1) / (_blockCount * _kvHeads);
+            _headsPerPart = (_groupSize + Math.Min(wanted, _groupSize) - 1) / Math.Min(wanted, _groupSize);
+            _headParts = (_groupSize + _headsPerPart - 1) / _headsPerPart;
+            return _blockCount * _kvHeads * _headParts;
         }
 
         public void Execute(int begin, int end, int worker)
         {
-            int hd = _headDim, kvDim = _kvDim;
-            fixed (float* scores = _scores[worker], row = _convertedRow[worker])
+            var scratch = _scratch[worker];
+            int hd = _headDim, perBlock = _kvHeads * _headParts;
+            fixed (int* positions = _rowPosition)
             {
-                for (int item = begin; item < end; item++)
+                for (int index = begin; index < end; index++)
                 {
-                    int token = item / _heads, head = item % _heads;
-                    var cache = _rowCache[token]!;
-                    bool f16 = cache.Type == KvCacheType.F16;
-                    byte* keys = cache.Keys(_layer), values = cache.Values(_layer);
-                    int kvOffset = head / _groupSize * hd;
-                    int visible = _rowPosition[token] + 1;
-                    float* q = _q + (long)token * _heads * hd + head * hd;
-                    for (int j = 0; j < visible; j++)
+                    // Later blocks sit at later positions and cost more: hand them out first.
+                    int block = _blockCount - 1 - index / perBlock;
+                    int kvHead = index % perBlock / _headParts, part = index % _headParts;
+                    int first = _blockFirst[block];
+                    int headBegin = kvHead * _groupSize + part * _headsPerPart;
+                    var cache = _rowCache[first]!;
+                    long kvOffset = (long)kvHead * hd * cache.ElementBytes;
+                    var item = new AttentionItem
                     {
-                        long at = (long)j * kvDim + kvOffset;
-                        float* k;
-                        if (f16) { RowConvert.HalfToSingle((ushort*)keys + at, row, hd); k = row; }
-                        else k = (float*)keys + at;
-                        scores[j] = Dot.Compute(q, k, hd) * _scale;
-                    }
-                    Softmax.Apply(scores, visible);
-                    float* o = _out + (long)token * _heads * hd + head * hd;
-                    new Span<float>(o, hd).Clear();
-                    for (int j = 0; j < visible; j++)
-                    {
-                        long at = (long)j * kvDim + kvOffset;
-                        float* v;
-                        if (f16) { RowConvert.HalfToSingle((ushort*)values + at, row, hd); v = row; }
-                        else v = (float*)values + at;
-                        Dot.Axpy(scores[j], v, o, hd);
-                    }
+                        Queries = _q + (long)first * _qDim + (long)headBegin * hd,
+                        Output = _out + (long)first * _qDim + (long)headBegin * hd,
+                        RowStride = _qDim,
+                        Positions = positions + first,
+                        Rows = _blockRows[block],
+                        Heads = Math.Min(_headsPerPart, (kvHead + 1) * _groupSize - headBegin),
+                        HeadDim = hd,
+                        Keys = cache.Keys(_layer) + kvOffset,
+                        Values = cache.Values(_layer) + kvOffset,
+                        KvStride = cache.KvDim,
+                        HalfCache = cache.Type == KvCacheType.F16,
+                        Scale = _scale,
+                    };
+                    Attention.Compute(item, scratch);
                 }
             }
         }

@@ -1,0 +1,530 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace EdgeLM.Kernels;
+
+/// <summary>
+/// One work item of causal attention: consecutive query heads of several rows of one sequence against that
+/// sequence's cached keys and values of one KV head. Query (row r, head h) is at
+/// <c>Queries + r * RowStride + h * HeadDim</c>, its output at the same offset from <c>Output</c>; cached position p's
+/// key/value vector starts <c>p * KvStride</c> elements after <c>Keys</c>/<c>Values</c> (F32 or, with
+/// <c>HalfCache</c>, IEEE half). Row r sees positions [0, Positions[r]].
+/// </summary>
+internal unsafe struct AttentionItem
+{
+    public float* Queries;
+    public float* Output;
+    public long RowStride;
+    public int* Positions;
+    public int Rows;
+    public int Heads;
+    public int HeadDim;
+    public byte* Keys;
+    public byte* Values;
+    public long KvStride;
+    public bool HalfCache;
+    public float Scale;
+}
+
+/// <summary>
+/// Per-thread scratch of <see cref="Attention"/>, sized once by the largest item (queries per item, head size):
+/// nothing in it grows with the context.
+/// </summary>
+internal sealed unsafe class AttentionScratch
+{
+    // Queries are padded to the widest vector so every lane width can use the same layout.
+    private const int LanePadding = 16;
+
+    private readonly float[] _memory;
+    public int MaxQueries { get; }
+    public int HeadDim { get; }
+    internal readonly float* TransposedQueries; // [queryVector][dim][lane], scaled
+    internal readonly float* Probabilities;     // [queryVector][key of block][lane]: scores, then exp(score - max)
+    internal readonly float* Accumulators;      // [query][dim]: unnormalized output
+    internal readonly float* RunningMax, RunningSum, Correction, QueryPositions; // [query], padded
+    internal readonly float* KeyBlock, ValueBlock; // F16 cache: one block converted to float, [key][dim]
+
+    public AttentionScratch(int maxQueries, int headDim)
+    {
+        if (maxQueries <= 0 || headDim <= 0) throw new ArgumentException($"attention scratch for {maxQueries} queries of {headDim} dims");
+        MaxQueries = maxQueries;
+        HeadDim = headDim;
+        long padded = (maxQueries + LanePadding - 1) / LanePadding * LanePadding;
+        long[] sizes =
+        [
+            padded * headDim, padded * Attention.BlockKeys, (long)maxQueries * headDim,
+            padded, padded, padded, padded, (long)Attention.BlockKeys * headDim, (long)Attention.BlockKeys * headDim,
+        ];
+        long total = 16; // room to align the start to 64 bytes
+        foreach (long s in sizes) total += Aligned(s);
+        _memory = GC.AllocateArray<float>(checked((int)total), pinned: true);
+        var start = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_memory));
+        var cursor = (float*)(((nint)start + 63) & ~(nint)63);
+        float* Take(long count) { float* p = cursor; cursor += Aligned(count); return p; }
+        TransposedQueries = Take(sizes[0]);
+        Probabilities = Take(sizes[1]);
+        Accumulators = Take(sizes[2]);
+        RunningMax = Take(sizes[3]);
+        RunningSum = Take(sizes[4]);
+        Correction = Take(sizes[5]);
+        QueryPositions = Take(sizes[6]);
+        KeyBlock = Take(sizes[7]);
+        ValueBlock = Take(sizes[8]);
+    }
+
+    private static long Aligned(long count) => (count + 15) & ~15L;
+}
+
+/// <summary>
+/// Causal softmax attention without a score matrix: keys are visited in blocks of <see cref="BlockKeys"/> positions
+/// at fixed absolute offsets (0, 32, 64, ...), and each query keeps a running maximum, a running sum and an
+/// unnormalized output that are rescaled when the maximum grows (online softmax). All queries of an item share every
+/// key/value block they load (F16 caches are converted once per block per item), scores are computed with queries
+/// in the vector lanes (no horizontal sums), and the weighted sum of values runs along the head dimension.
+/// <para>Determinism: every (query, key) score is a sequential fused multiply-add chain over the head dimension, and
+/// every output element, maximum and sum is updated in key order with the same operations whatever the lane width,
+/// the query's lane, the other queries of the item or how many rows it has. Keys beyond a query's position are masked
+/// to -inf (probability +0, which leaves a positive running sum exactly unchanged) and skipped in the weighted sum,
+/// so a row gives bitwise the same output decoded alone or inside a prompt block. The scalar instantiation
+/// (<see cref="ComputeScalar"/>) performs the same operations one lane at a time.</para>
+/// </summary>
+internal static unsafe class Attention
+{
+    /// <summary>Keys per block; blocks start at multiples of this position.</summary>
+    public const int BlockKeys = 32;
+
+    public static void Compute(in AttentionItem item, AttentionScratch scratch)
+    {
+        if (Vector512.IsHardwareAccelerated) Compute<AttentionLanes512>(item, scratch);
+        else if (Vector256.IsHardwareAccelerated) Compute<AttentionLanes256>(item, scratch);
+        else if (Vector128.IsHardwareAccelerated) Compute<AttentionLanes128>(item, scratch);
+        else Compute<AttentionLanes1>(item, scratch);
+    }
+
+    public static void ComputeScalar(in AttentionItem item, AttentionScratch scratch) => Compute<AttentionLanes1>(item, scratch);
+
+    internal static void Compute<TL>(in AttentionItem item, AttentionScratch scratch) where TL : struct, IAttentionLanes<TL>
+    {
+        int w = TL.Count, hd = item.HeadDim, rows = item.Rows, heads = item.Heads;
+        int queries = rows * heads;
+        if (queries > scratch.MaxQueries || hd != scratch.HeadDim)
+            throw new ArgumentException($"attention item of {queries} queries x {hd} dims exceeds its scratch ({scratch.MaxQueries} x {scratch.HeadDim})");
+        int vectors = (queries + w - 1) / w;
+        float* qt = scratch.TransposedQueries, probabilities = scratch.Probabilities, acc = scratch.Accumulators;
+        float* runningMax = scratch.RunningMax, runningSum = scratch.RunningSum, correction = scratch.Correction;
+        float* queryPositions = scratch.QueryPositions;
+
+        int maxPosition = 0;
+        for (int r = 0; r < rows; r++) maxPosition = Math.Max(maxPosition, item.Positions[r]);
+        for (int m = 0; m < vectors * w; m++)
+        {
+            float* t = qt + (long)(m / w) * hd * w + m % w;
+            if (m < queries)
+            {
+                float* q = item.Queries + m / heads * item.RowStride + (long)(m % heads) * hd;
+                for (int d = 0; d < hd; d++) t[(long)d * w] = q[d] * item.Scale;
+                queryPositions[m] = item.Positions[m / heads];
+            }
+            else
+            {
+                // Padding lanes: zero queries that see every key, so they stay finite and are never read back.
+                for (int d = 0; d < hd; d++) t[(long)d * w] = 0;
+                queryPositions[m] = float.PositiveInfinity;
+            }
+            runningMax[m] = float.NegativeInfinity;
+            runningSum[m] = 0;
+        }
+        new Span<float>(acc, queries * hd).Clear();
+
+        for (int start = 0; start <= maxPosition; start += BlockKeys)
+        {
+            int count = Math.Min(BlockKeys, maxPosition + 1 - start);
+            float* keys, values;
+            long stride;
+            if (item.HalfCache)
+            {
+                ushort* k16 = (ushort*)item.Keys + start * item.KvStride, v16 = (ushort*)item.Values + start * item.KvStride;
+                for (int j = 0; j < count; j++)
+                {
+                    RowConvert.HalfToSingle(k16 + j * item.KvStride, scratch.KeyBlock + j * hd, hd);
+                    RowConvert.HalfToSingle(v16 + j * item.KvStride, scratch.ValueBlock + j * hd, hd);
+                }
+                keys = scratch.KeyBlock; values = scratch.ValueBlock; stride = hd;
+            }
+            else
+            {
+                keys = (float*)item.Keys + start * item.KvStride;
+                values = (float*)item.Values + start * item.KvStride;
+                stride = item.KvStride;
+            }
+
+            for (int v = 0; v < vectors; v++)
+            {
+                float* p = probabilities + (long)v * BlockKeys * w;
+                Scores<TL>(qt + (long)v * hd * w, keys, stride, count, hd, p);
+                UpdateSoftmax<TL>(p, count, start, v * w, queryPositions, runningMax, runningSum, correction);
+            }
+
+            for (int m = 0; m < queries; m++)
+            {
+                int visible = Math.Min(count, item.Positions[m / heads] - start + 1);
+                // No visible key: the maximum did not move, the correction is exactly 1, nothing to add.
+                if (visible <= 0) continue;
+                float* p = probabilities + (long)(m / w) * BlockKeys * w + m % w;
+                WeightedValues<TL>(p, w, values, stride, visible, correction[m], acc + (long)m * hd, hd);
+            }
+        }
+
+        for (int m = 0; m < queries; m++)
+        {
+            float* o = item.Output + m / heads * item.RowStride + (long)(m % heads) * hd;
+            float inverse = 1f / runningSum[m];
+            float* a = acc + (long)m * hd;
+            var inverseLanes = TL.Broadcast(inverse);
+            int d = 0;
+            for (; d + w <= hd; d += w) TL.Store(TL.Multiply(TL.Load(a + d), inverseLanes), o + d);
+            for (; d < hd; d++) o[d] = a[d] * inverse;
+        }
+    }
+
+    /// <summary>scores[j * w + lane] = sum over d, in order, of keys[j][d] * qt[d][lane] (one FMA chain per pair).</summary>
+    private static void Scores<TL>(float* qt, float* keys, long stride, int count, int hd, float* scores) where TL : struct, IAttentionLanes<TL>
+    {
+        int w = TL.Count, j = 0;
+        // Eight keys per pass: eight independent FMA chains hide the latency; each key value is a broadcast load.
+        for (; j + 8 <= count; j += 8)
+        {
+            float* k0 = keys + j * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride;
+            float* k4 = k3 + stride, k5 = k4 + stride, k6 = k5 + stride, k7 = k6 + stride;
+            TL a0 = TL.Zero, a1 = TL.Zero, a2 = TL.Zero, a3 = TL.Zero, a4 = TL.Zero, a5 = TL.Zero, a6 = TL.Zero, a7 = TL.Zero;
+            float* q = qt;
+            for (int d = 0; d < hd; d++, q += w)
+            {
+                var qv = TL.Load(q);
+                a0 = TL.MultiplyAdd(TL.Broadcast(k0[d]), qv, a0);
+                a1 = TL.MultiplyAdd(TL.Broadcast(k1[d]), qv, a1);
+                a2 = TL.MultiplyAdd(TL.Broadcast(k2[d]), qv, a2);
+                a3 = TL.MultiplyAdd(TL.Broadcast(k3[d]), qv, a3);
+                a4 = TL.MultiplyAdd(TL.Broadcast(k4[d]), qv, a4);
+                a5 = TL.MultiplyAdd(TL.Broadcast(k5[d]), qv, a5);
+                a6 = TL.MultiplyAdd(TL.Broadcast(k6[d]), qv, a6);
+                a7 = TL.MultiplyAdd(TL.Broadcast(k7[d]), qv, a7);
+            }
+            float* s = scores + j * w;
+            TL.Store(a0, s); TL.Store(a1, s + w); TL.Store(a2, s + 2 * w); TL.Store(a3, s + 3 * w);
+            TL.Store(a4, s + 4 * w); TL.Store(a5, s + 5 * w); TL.Store(a6, s + 6 * w); TL.Store(a7, s + 7 * w);
+        }
+        for (; j + 2 <= count; j += 2)
+        {
+            float* k0 = keys + j * stride, k1 = k0 + stride;
+            TL a0 = TL.Zero, a1 = TL.Zero;
+            float* q = qt;
+            for (int d = 0; d < hd; d++, q += w)
+            {
+                var qv = TL.Load(q);
+                a0 = TL.MultiplyAdd(TL.Broadcast(k0[d]), qv, a0);
+                a1 = TL.MultiplyAdd(TL.Broadcast(k1[d]), qv, a1);
+            }
+            TL.Store(a0, scores + j * w);
+            TL.Store(a1, scores + (j + 1) * w);
+        }
+        for (; j < count; j++)
+        {
+            float* k0 = keys + j * stride;
+            TL a0 = TL.Zero;
+            float* q = qt;
+            for (int d = 0; d < hd; d++, q += w) a0 = TL.MultiplyAdd(TL.Broadcast(k0[d]), TL.Load(q), a0);
+            TL.Store(a0, scores + j * w);
+        }
+    }
+
+    /// <summary>
+    /// Masks keys past each lane's position, moves the running maximum to include this block, turns the block's
+    /// scores into exp(score - max) in place and rescales the running sum; leaves each lane's rescale factor in
+    /// correction[].
+    /// </summary>
+    private static void UpdateSoftmax<TL>(float* scores, int count, int start, int firstQuery, float* queryPositions,
+        float* runningMax, float* runningSum, float* correction) where TL : struct, IAttentionLanes<TL>
+    {
+        int w = TL.Count;
+        var positions = TL.Load(queryPositions + firstQuery);
+        var blockMax = TL.Broadcast(float.NegativeInfinity);
+        for (int j = 0; j < count; j++)
+        {
+            var s = TL.MaskAfter(TL.Load(scores + j * w), start + j, positions);
+            TL.Store(s, scores + j * w);
+            blockMax = TL.Max(blockMax, s);
+        }
+        var oldMax = TL.Load(runningMax + firstQuery);
+        var newMax = TL.Max(oldMax, blockMax);
+        var factor = TL.Exp(TL.Subtract(oldMax, newMax));
+        var sum = TL.Multiply(TL.Load(runningSum + firstQuery), factor);
+        for (int j = 0; j < count; j++)
+        {
+            var e = TL.Exp(TL.Subtract(TL.Load(scores + j * w), newMax));
+            TL.Store(e, scores + j * w);
+            sum = TL.Add(sum, e);
+        }
+        TL.Store(newMax, runningMax + firstQuery);
+        TL.Store(sum, runningSum + firstQuery);
+        TL.Store(factor, correction + firstQuery);
+    }
+
+    /// <summary>acc = acc * factor, then acc += p[j * pStride] * values[j] for j in key order.</summary>
+    private static void WeightedValues<TL>(float* p, int pStride, float* values, long stride, int count, float factor,
+        float* acc, int hd) where TL : struct, IAttentionLanes<TL>
+    {
+        int w = TL.Count, d = 0;
+        var f = TL.Broadcast(factor);
+        // Eight vectors of the head dimension per pass (64 floats with AVX2): eight independent FMA chains.
+        for (; d + 8 * w <= hd; d += 8 * w)
+        {
+            float* a = acc + d;
+            TL a0 = TL.Multiply(TL.Load(a), f), a1 = TL.Multiply(TL.Load(a + w), f);
+            TL a2 = TL.Multiply(TL.Load(a + 2 * w), f), a3 = TL.Multiply(TL.Load(a + 3 * w), f);
+            TL a4 = TL.Multiply(TL.Load(a + 4 * w), f), a5 = TL.Multiply(TL.Load(a + 5 * w), f);
+            TL a6 = TL.Multiply(TL.Load(a + 6 * w), f), a7 = TL.Multiply(TL.Load(a + 7 * w), f);
+            float* v = values + d;
+            for (int j = 0; j < count; j++, v += stride)
+            {
+                var pj = TL.Broadcast(p[j * pStride]);
+                a0 = TL.MultiplyAdd(pj, TL.Load(v), a0);
+                a1 = TL.MultiplyAdd(pj, TL.Load(v + w), a1);
+                a2 = TL.MultiplyAdd(pj, TL.Load(v + 2 * w), a2);
+                a3 = TL.MultiplyAdd(pj, TL.Load(v + 3 * w), a3);
+                a4 = TL.MultiplyAdd(pj, TL.Load(v + 4 * w), a4);
+                a5 = TL.MultiplyAdd(pj, TL.Load(v + 5 * w), a5);
+                a6 = TL.MultiplyAdd(pj, TL.Load(v + 6 * w), a6);
+                a7 = TL.MultiplyAdd(pj, TL.Load(v + 7 * w), a7);
+            }
+            TL.Store(a0, a); TL.Store(a1, a + w); TL.Store(a2, a + 2 * w); TL.Store(a3, a + 3 * w);
+            TL.Store(a4, a + 4 * w); TL.Store(a5, a + 5 * w); TL.Store(a6, a + 6 * w); TL.Store(a7, a + 7 * w);
+        }
+        for (; d + 2 * w <= hd; d += 2 * w)
+        {
+            float* a = acc + d;
+            TL a0 = TL.Multiply(TL.Load(a), f), a1 = TL.Multiply(TL.Load(a + w), f);
+            float* v = values + d;
+            for (int j = 0; j < count; j++, v += stride)
+            {
+                var pj = TL.Broadcast(p[j * pStride]);
+                a0 = TL.MultiplyAdd(pj, TL.Load(v), a0);
+                a1 = TL.MultiplyAdd(pj, TL.Load(v + w), a1);
+            }
+            TL.Store(a0, a); TL.Store(a1, a + w);
+        }
+        for (; d + w <= hd; d += w)
+        {
+            float* a = acc + d;
+            TL a0 = TL.Multiply(TL.Load(a), f);
+            float* v = values + d;
+            for (int j = 0; j < count; j++, v += stride) a0 = TL.MultiplyAdd(TL.Broadcast(p[j * pStride]), TL.Load(v), a0);
+            TL.Store(a0, a);
+        }
+        for (; d < hd; d++)
+        {
+            float a = acc[d] * factor;
+            for (int j = 0; j < count; j++) a = MathF.FusedMultiplyAdd(p[j * pStride], values[j * stride + d], a);
+            acc[d] = a;
+        }
+    }
+
+    // exp(x) for x <= 0 (softmax arguments), Cephes expf with fused steps: |error| within ~1 ulp of MathF.Exp for
+    // x >= -87.3; below that (results under the smallest normal float) it returns 0, which a softmax cannot tell
+    // from the true value. NaN stays NaN. Shared by every lane width, so all widths agree bitwise.
+    internal const float ExpMinArgument = -87.33654f;
+    internal const float Log2E = 1.44269504088896341f;
+    internal const float Ln2High = 0.693359375f;    // few mantissa bits: n * Ln2High is exact
+    internal const float Ln2Low = -2.12194440e-4f;
+    internal const float ExpP0 = 1.9875691500e-4f, ExpP1 = 1.3981999507e-3f, ExpP2 = 8.3334519073e-3f;
+    internal const float ExpP3 = 4.1665795894e-2f, ExpP4 = 1.6666665459e-1f, ExpP5 = 5.0000001201e-1f;
+
+    /// <summary>The scalar definition every vector Exp of <see cref="IAttentionLanes{TSelf}"/> reproduces bitwise.</summary>
+    internal static float ExpScalar(float x)
+    {
+        float c = ExpMinArgument > x ? ExpMinArgument : x;
+        float n = MathF.Floor(c * Log2E + 0.5f);
+        float r = MathF.FusedMultiplyAdd(n, -Ln2High, c);
+        r = MathF.FusedMultiplyAdd(n, -Ln2Low, r);
+        float z = r * r;
+        float y = MathF.FusedMultiplyAdd(ExpP0, r, ExpP1);
+        y = MathF.FusedMultiplyAdd(y, r, ExpP2);
+        y = MathF.FusedMultiplyAdd(y, r, ExpP3);
+        y = MathF.FusedMultiplyAdd(y, r, ExpP4);
+        y = MathF.FusedMultiplyAdd(y, r, ExpP5);
+        y = MathF.FusedMultiplyAdd(y, z, r) + 1f;
+        float e = y * BitConverter.Int32BitsToSingle(((int)n + 127) << 23);
+        return x < ExpMinArgument ? 0f : e;
+    }
+}
+
+/// <summary>The lane operations <see cref="Attention"/> needs, one struct per width (1 = scalar reference).</summary>
+internal unsafe interface IAttentionLanes<TSelf> where TSelf : struct, IAttentionLanes<TSelf>
+{
+    static abstract int Count { get; }
+    static abstract TSelf Zero { get; }
+    static abstract TSelf Load(float* p);
+    static abstract void Store(TSelf v, float* p);
+    static abstract TSelf Broadcast(float value);
+    /// <summary>a * b + addend with one rounding.</summary>
+    static abstract TSelf MultiplyAdd(TSelf a, TSelf b, TSelf addend);
+    static abstract TSelf Multiply(TSelf a, TSelf b);
+    static abstract TSelf Add(TSelf a, TSelf b);
+    static abstract TSelf Subtract(TSelf a, TSelf b);
+    /// <summary>a &gt; b ? a : b per lane (defined for NaN, unlike a platform max).</summary>
+    static abstract TSelf Max(TSelf a, TSelf b);
+    /// <summary>-inf in the lanes whose query position is below <paramref name="keyPosition"/>, scores elsewhere.</summary>
+    static abstract TSelf MaskAfter(TSelf scores, float keyPosition, TSelf queryPositions);
+    /// <summary><see cref="Attention.ExpScalar"/> per lane.</summary>
+    static abstract TSelf Exp(TSelf x);
+}
+
+internal readonly unsafe struct AttentionLanes1 : IAttentionLanes<AttentionLanes1>
+{
+    private readonly float _v;
+    private AttentionLanes1(float v) => _v = v;
+
+    public static int Count => 1;
+    public static AttentionLanes1 Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 Load(float* p) => new(*p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(AttentionLanes1 v, float* p) => *p = v._v;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 Broadcast(float value) => new(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 MultiplyAdd(AttentionLanes1 a, AttentionLanes1 b, AttentionLanes1 addend) => new(MathF.FusedMultiplyAdd(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 Multiply(AttentionLanes1 a, AttentionLanes1 b) => new(a._v * b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 Add(AttentionLanes1 a, AttentionLanes1 b) => new(a._v + b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 Subtract(AttentionLanes1 a, AttentionLanes1 b) => new(a._v - b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 Max(AttentionLanes1 a, AttentionLanes1 b) => new(a._v > b._v ? a._v : b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 MaskAfter(AttentionLanes1 scores, float keyPosition, AttentionLanes1 queryPositions) => new(keyPosition > queryPositions._v ? float.NegativeInfinity : scores._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes1 Exp(AttentionLanes1 x) => new(Attention.ExpScalar(x._v));
+}
+
+internal readonly unsafe struct AttentionLanes128 : IAttentionLanes<AttentionLanes128>
+{
+    private readonly Vector128<float> _v;
+    private AttentionLanes128(Vector128<float> v) => _v = v;
+
+    public static int Count => 4;
+    public static AttentionLanes128 Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes128 Load(float* p) => new(Vector128.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(AttentionLanes128 v, float* p) => v._v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes128 Broadcast(float value) => new(Vector128.Create(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes128 MultiplyAdd(AttentionLanes128 a, AttentionLanes128 b, AttentionLanes128 addend) => new(Fma.IsSupported ? Fma.MultiplyAdd(a._v, b._v, addend._v) : Vector128.FusedMultiplyAdd(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes128 Multiply(AttentionLanes128 a, AttentionLanes128 b) => new(a._v * b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes128 Add(AttentionLanes128 a, AttentionLanes128 b) => new(a._v + b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes128 Subtract(AttentionLanes128 a, AttentionLanes128 b) => new(a._v - b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes128 Max(AttentionLanes128 a, AttentionLanes128 b) => new(Vector128.ConditionalSelect(Vector128.GreaterThan(a._v, b._v), a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static AttentionLanes128 MaskAfter(AttentionLanes128 scores, float keyPosition, AttentionLanes128 queryPositions) =>
+        new(Vector128.ConditionalSelect(Vector128.GreaterThan(Vector128.Create(keyPosition), queryPositions._v), Vector128.Create(float.NegativeInfinity), scores._v));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static AttentionLanes128 Exp(AttentionLanes128 x)
+    {
+        var v = x._v;
+        var min = Vector128.Create(Attention.ExpMinArgument);
+        var c = Vector128.ConditionalSelect(Vector128.GreaterThan(min, v), min, v);
+        var n = Vector128.Floor(c * Vector128.Create(Attention.Log2E) + Vector128.Create(0.5f));
+        var r = Fma128(n, Vector128.Create(-Attention.Ln2High), c);
+        r = Fma128(n, Vector128.Create(-Attention.Ln2Low), r);
+        var z = r * r;
+        var y = Fma128(Vector128.Create(Attention.ExpP0), r, Vector128.Create(Attention.ExpP1));
+        y = Fma128(y, r, Vector128.Create(Attention.ExpP2));
+        y = Fma128(y, r, Vector128.Create(Attention.ExpP3));
+        y = Fma128(y, r, Vector128.Create(Attention.ExpP4));
+        y = Fma128(y, r, Vector128.Create(Attention.ExpP5));
+        y = Fma128(y, z, r) + Vector128.Create(1f);
+        var scale = ((Vector128.ConvertToInt32(n) + Vector128.Create(127)) << 23).AsSingle();
+        return new(Vector128.ConditionalSelect(Vector128.LessThan(v, min), Vector128<float>.Zero, y * scale));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Fma128(Vector128<float> a, Vector128<float> b, Vector128<float> c) =>
+        Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : Vector128.FusedMultiplyAdd(a, b, c);
+}
+
+internal readonly unsafe struct AttentionLanes256 : IAttentionLanes<AttentionLanes256>
+{
+    private readonly Vector256<float> _v;
+    private AttentionLanes256(Vector256<float> v) => _v = v;
+
+    public static int Count => 8;
+    public static AttentionLanes256 Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes256 Load(float* p) => new(Vector256.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(AttentionLanes256 v, float* p) => v._v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes256 Broadcast(float value) => new(Vector256.Create(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes256 MultiplyAdd(AttentionLanes256 a, AttentionLanes256 b, AttentionLanes256 addend) => new(Fma256(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes256 Multiply(AttentionLanes256 a, AttentionLanes256 b) => new(a._v * b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes256 Add(AttentionLanes256 a, AttentionLanes256 b) => new(a._v + b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes256 Subtract(AttentionLanes256 a, AttentionLanes256 b) => new(a._v - b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes256 Max(AttentionLanes256 a, AttentionLanes256 b) => new(Vector256.ConditionalSelect(Vector256.GreaterThan(a._v, b._v), a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static AttentionLanes256 MaskAfter(AttentionLanes256 scores, float keyPosition, AttentionLanes256 queryPositions) =>
+        new(Vector256.ConditionalSelect(Vector256.GreaterThan(Vector256.Create(keyPosition), queryPositions._v), Vector256.Create(float.NegativeInfinity), scores._v));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static AttentionLanes256 Exp(AttentionLanes256 x)
+    {
+        var v = x._v;
+        var min = Vector256.Create(Attention.ExpMinArgument);
+        var c = Vector256.ConditionalSelect(Vector256.GreaterThan(min, v), min, v);
+        var n = Vector256.Floor(c * Vector256.Create(Attention.Log2E) + Vector256.Create(0.5f));
+        var r = Fma256(n, Vector256.Create(-Attention.Ln2High), c);
+        r = Fma256(n, Vector256.Create(-Attention.Ln2Low), r);
+        var z = r * r;
+        var y = Fma256(Vector256.Create(Attention.ExpP0), r, Vector256.Create(Attention.ExpP1));
+        y = Fma256(y, r, Vector256.Create(Attention.ExpP2));
+        y = Fma256(y, r, Vector256.Create(Attention.ExpP3));
+        y = Fma256(y, r, Vector256.Create(Attention.ExpP4));
+        y = Fma256(y, r, Vector256.Create(Attention.ExpP5));
+        y = Fma256(y, z, r) + Vector256.Create(1f);
+        var scale = ((Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23).AsSingle();
+        return new(Vector256.ConditionalSelect(Vector256.LessThan(v, min), Vector256<float>.Zero, y * scale));
+    }
+
+    // Fma.MultiplyAdd rather than FusedMultiplyAdd: it lets the JIT pick the form that accumulates in place.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Fma256(Vector256<float> a, Vector256<float> b, Vector256<float> c) =>
+        Fma.IsSupported ? Fma.MultiplyAdd(a, b, c) : Vector256.FusedMultiplyAdd(a, b, c);
+}
+
+internal readonly unsafe struct AttentionLanes512 : IAttentionLanes<AttentionLanes512>
+{
+    private readonly Vector512<float> _v;
+    private AttentionLanes512(Vector512<float> v) => _v = v;
+
+    public static int Count => 16;
+    public static AttentionLanes512 Zero => default;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes512 Load(float* p) => new(Vector512.Load(p));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(AttentionLanes512 v, float* p) => v._v.Store(p);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes512 Broadcast(float value) => new(Vector512.Create(value));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes512 MultiplyAdd(AttentionLanes512 a, AttentionLanes512 b, AttentionLanes512 addend) => new(Vector512.FusedMultiplyAdd(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes512 Multiply(AttentionLanes512 a, AttentionLanes512 b) => new(a._v * b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes512 Add(AttentionLanes512 a, AttentionLanes512 b) => new(a._v + b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes512 Subtract(AttentionLanes512 a, AttentionLanes512 b) => new(a._v - b._v);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static AttentionLanes512 Max(AttentionLanes512 a, AttentionLanes512 b) => new(Vector512.ConditionalSelect(Vector512.GreaterThan(a._v, b._v), a._v, b._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static AttentionLanes512 MaskAfter(AttentionLanes512 scores, float keyPosition, AttentionLanes512 queryPositions) =>
+        new(Vector512.ConditionalSelect(Vector512.GreaterThan(Vector512.Create(keyPosition), queryPositions._v), Vector512.Create(float.NegativeInfinity), scores._v));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static AttentionLanes512 Exp(AttentionLanes512 x)
+    {
+        var v = x._v;
+        var min = Vector512.Create(Attention.ExpMinArgument);
+        var c = Vector512.ConditionalSelect(Vector512.GreaterThan(min, v), min, v);
+        var n = Vector512.Floor(c * Vector512.Create(Attention.Log2E) + Vector512.Create(0.5f));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Attention.Ln2High), c);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Attention.Ln2Low), r);
+        var z = r * r;
+        var y = Vector512.FusedMultiplyAdd(Vector512.Create(Attention.ExpP0), r, Vector512.Create(Attention.ExpP1));
+        y = Vector512.FusedMultiplyAdd(y, r, Vector512.Create(Attention.ExpP2));
+        y = Vector512.FusedMultiplyAdd(y, r, Vector512.Create(Attention.ExpP3));
+        y = Vector512.FusedMultiplyAdd(y, r, Vector512.Create(Attention.ExpP4));
+        y = Vector512.FusedMultiplyAdd(y, r, Vector512.Create(Attention.ExpP5));
+        y = Vector512.FusedMultiplyAdd(y, z, r) + Vector512.Create(1f);
+        var scale = ((Vector512.ConvertToInt32(n) + Vector512.Create(127)) << 23).AsSingle();
+        return new(Vector512.ConditionalSelect(Vector512.LessThan(v, min), Vector512<float>.Zero, y * scale));
+    }
+}
