@@ -44,7 +44,7 @@ internal sealed unsafe class AttentionScratch
     internal readonly float* Probabilities;     // [queryVector][key of block][lane]: scores, then exp(score - max)
     internal readonly float* Accumulators;      // [query][dim]: unnormalized output
     internal readonly float* RunningMax, RunningSum, Correction, QueryPositions; // [query], padded
-    internal readonly float* KeyBlock, ValueBlock; // F16 cache: one block converted to float, [key][dim]
+    internal readonly float* KeyBlock, ValueBlock; // one block of the cache as dense floats, [key][dim]
 
     public AttentionScratch(int maxQueries, int headDim)
     {
@@ -141,23 +141,28 @@ internal static unsafe class Attention
         for (int start = 0; start <= maxPosition; start += BlockKeys)
         {
             int count = Math.Min(BlockKeys, maxPosition + 1 - start);
-            float* keys, values;
-            long stride;
+            // Each block is copied (F32) or converted (F16) into dense scratch once per item: the score loop's
+            // broadcasts then hit eight neighbouring L1 lines instead of rows a cache-row apart.
+            float* keys = scratch.KeyBlock, values = scratch.ValueBlock;
+            long stride = hd;
             if (item.HalfCache)
             {
                 ushort* k16 = (ushort*)item.Keys + start * item.KvStride, v16 = (ushort*)item.Values + start * item.KvStride;
                 for (int j = 0; j < count; j++)
                 {
-                    RowConvert.HalfToSingle(k16 + j * item.KvStride, scratch.KeyBlock + j * hd, hd);
-                    RowConvert.HalfToSingle(v16 + j * item.KvStride, scratch.ValueBlock + j * hd, hd);
+                    RowConvert.HalfToSingle(k16 + j * item.KvStride, keys + j * hd, hd);
+                    RowConvert.HalfToSingle(v16 + j * item.KvStride, values + j * hd, hd);
                 }
-                keys = scratch.KeyBlock; values = scratch.ValueBlock; stride = hd;
             }
             else
             {
-                keys = (float*)item.Keys + start * item.KvStride;
-                values = (float*)item.Values + start * item.KvStride;
-                stride = item.KvStride;
+                float* k32 = (float*)item.Keys + start * item.KvStride, v32 = (float*)item.Values + start * item.KvStride;
+                long rowBytes = hd * sizeof(float);
+                for (int j = 0; j < count; j++)
+                {
+                    Buffer.MemoryCopy(k32 + j * item.KvStride, keys + j * hd, rowBytes, rowBytes);
+                    Buffer.MemoryCopy(v32 + j * item.KvStride, values + j * hd, rowBytes, rowBytes);
+                }
             }
 
             for (int v = 0; v < vectors; v++)
