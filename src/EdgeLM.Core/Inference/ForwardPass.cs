@@ -290,6 +290,7 @@ internal sealed unsafe class ForwardPass : IDisposable
         {
             _layer = layer; _q = q; _out = output;
             _blockCount = 0;
+            if (rows <= 0) return 0;
             for (int i = 0; i < rows; i++)
             {
                 int b = _blockCount - 1;
