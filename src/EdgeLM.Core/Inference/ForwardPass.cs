@@ -59,6 +59,8 @@ internal sealed unsafe class ForwardPass : IDisposable
         _eps = (float)config.RmsNormEps;
 
         int layers = config.LayerCount;
+        // Per layer, in this order: attention norm, FFN norm, q/k/v biases, Qwen3's q/k head norms.
+        const int perLayer = 7;
         var constants = new List<float[]?>();
         foreach (var lw in weights.Layers)
             foreach (var t in new[] { lw.AttnNorm, lw.FfnNorm, lw.Bq, lw.Bk, lw.Bv, lw.QNorm, lw.KNorm })
@@ -82,7 +84,7 @@ internal sealed unsafe class ForwardPass : IDisposable
         var kNorm = new float*[layers];
         for (int l = 0; l < layers; l++)
         {
-            int at = l * 7;
+            int at = l * perLayer;
             _attnNorm[l] = pointers[at]; _ffnNorm[l] = pointers[at + 1];
             _bq[l] = pointers[at + 2]; _bk[l] = pointers[at + 3]; _bv[l] = pointers[at + 4];
             qNorm[l] = pointers[at + 5]; kNorm[l] = pointers[at + 6];
@@ -130,7 +132,7 @@ internal sealed unsafe class ForwardPass : IDisposable
     public void Run(ReadOnlySpan<int> tokens)
     {
         int n = tokens.Length;
-        int d = _hidden, heads = _config.HeadCount, kvHeads = _config.KvHeadCount;
+        int d = _hidden, heads = _config.HeadCount;
         var embedding = _weights.TokenEmbedding;
         long embeddingStride = embedding.RowStride;
         long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();

@@ -225,9 +225,10 @@ public static unsafe class MatMul
                 int threads = pool.ThreadCount;
                 if (_scratch.Length < threads) Array.Resize(ref _scratch, threads);
                 int workUnits = _swiGlu ? UnitsOf(_segments[0].OutDim) : _units;
-                // Small final chunks: the threads finish within a few units of each other. The float prefill path
-                // converts FloatUnitsPerGroup units at a time, so its chunks should not be smaller.
-                int minGrain = Math.Max(workUnits / (threads * 64), HasFloatPrefill() ? FloatUnitsPerGroup : 1);
+                // Small final chunks: the threads finish within a few units of each other (at most 16: the output
+                // head has ~9500). The float prefill path converts FloatUnitsPerGroup units at a time, so its chunks
+                // should not be smaller.
+                int minGrain = Math.Max(Math.Min(workUnits / (threads * 64), 16), HasFloatPrefill() ? FloatUnitsPerGroup : 1);
                 pool.RunGuided(this, _prepareItems + workUnits, minGrain, _prepareItems);
                 if (pool.Profiling) QuantizeTicks += pool.FirstPhaseTicks - before;
             }
