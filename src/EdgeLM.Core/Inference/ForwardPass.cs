@@ -24,10 +24,12 @@ internal sealed unsafe class ForwardPass : IDisposable
     private readonly Rope _rope;
     private readonly AttentionJob _attention;
     private readonly NativeBuffer _activations;
-    private readonly float[][] _attnNorm, _ffnNorm;
-    private readonly float[]?[] _bq, _bk, _bv;
-    private readonly float[] _outputNorm;
-    private readonly float[]?[] _qNorm, _kNorm; // Qwen3: per-head RMSNorm of q and k before RoPE
+    // Dequantized norm weights and biases, per layer, in one pinned block (the pool jobs take raw pointers).
+    private readonly NativeBuffer _constants;
+    private readonly float*[] _attnNorm, _ffnNorm;
+    private readonly float*[] _bq, _bk, _bv; // null: no bias
+    private readonly float* _outputNorm;
+    private readonly RopeRows _ropeRows;
     private readonly int _hidden, _qDim, _kvDim, _ff, _vocab;
     private readonly float _eps;
     // Activation buffers for up to MaxRows tokens, row-major [row, feature], carved from _activations.
@@ -57,23 +59,37 @@ internal sealed unsafe class ForwardPass : IDisposable
         _eps = (float)config.RmsNormEps;
 
         int layers = config.LayerCount;
-        _attnNorm = new float[layers][];
-        _ffnNorm = new float[layers][];
-        _bq = new float[layers][];
-        _bk = new float[layers][];
-        _bv = new float[layers][];
+        // Per layer, in this order: attention norm, FFN norm, q/k/v biases, Qwen3's q/k head norms.
+        const int perLayer = 7;
+        var constants = new List<float[]?>();
+        foreach (var lw in weights.Layers)
+            foreach (var t in new[] { lw.AttnNorm, lw.FfnNorm, lw.Bq, lw.Bk, lw.Bv, lw.QNorm, lw.KNorm })
+                constants.Add(t is null ? null : Dequantize.ToFloat(t));
+        constants.Add(Dequantize.ToFloat(weights.OutputNorm));
+        long constantFloats = 0;
+        foreach (var c in constants) if (c is not null) constantFloats += AlignedFloats(c.Length);
+        _constants = new NativeBuffer(checked(constantFloats * sizeof(float)));
+        var next = (float*)_constants.Pointer;
+        var pointers = new float*[constants.Count];
+        for (int i = 0; i < constants.Count; i++)
+        {
+            if (constants[i] is not { } values) continue;
+            values.CopyTo(new Span<float>(next, values.Length));
+            pointers[i] = next;
+            next += AlignedFloats(values.Length);
+        }
+        _attnNorm = new float*[layers]; _ffnNorm = new float*[layers];
+        _bq = new float*[layers]; _bk = new float*[layers]; _bv = new float*[layers];
+        var qNorm = new float*[layers];
+        var kNorm = new float*[layers];
         for (int l = 0; l < layers; l++)
         {
-            var lw = weights.Layers[l];
-            _attnNorm[l] = Dequantize.ToFloat(lw.AttnNorm);
-            _ffnNorm[l] = Dequantize.ToFloat(lw.FfnNorm);
-            _bq[l] = lw.Bq is null ? null : Dequantize.ToFloat(lw.Bq);
-            _bk[l] = lw.Bk is null ? null : Dequantize.ToFloat(lw.Bk);
-            _bv[l] = lw.Bv is null ? null : Dequantize.ToFloat(lw.Bv);
+            int at = l * perLayer;
+            _attnNorm[l] = pointers[at]; _ffnNorm[l] = pointers[at + 1];
+            _bq[l] = pointers[at + 2]; _bk[l] = pointers[at + 3]; _bv[l] = pointers[at + 4];
+            qNorm[l] = pointers[at + 5]; kNorm[l] = pointers[at + 6];
         }
-        _outputNorm = Dequantize.ToFloat(weights.OutputNorm);
-        _qNorm = weights.Layers.Select(lw => lw.QNorm is null ? null : Dequantize.ToFloat(lw.QNorm)).ToArray();
-        _kNorm = weights.Layers.Select(lw => lw.KNorm is null ? null : Dequantize.ToFloat(lw.KNorm)).ToArray();
+        _outputNorm = pointers[^1];
         _rope = new Rope(config.HeadDim, contextLength, config.RopeTheta, config.RopeStyle);
         _rowCache = new KvCache?[maxRows];
         _rowPosition = new int[maxRows];
@@ -89,6 +105,7 @@ internal sealed unsafe class ForwardPass : IDisposable
         _v = Take(sizes[4]); _attnOut = Take(sizes[5]); _gate = Take(sizes[6]); _up = Take(sizes[7]);
 
         _attention = new AttentionJob(config, contextLength, _rowCache, _rowPosition, pool.ThreadCount);
+        _ropeRows = new RopeRows(this, qNorm, kNorm);
         // Q4_0/Q5_0/Q8_0 matrices into the panel layout of the fast kernels (once per weights; EDGELM_REPACK=0: off).
         Kernels.Quantized.WeightRepacker.Prepare(weights, pool);
     }
@@ -115,7 +132,7 @@ internal sealed unsafe class ForwardPass : IDisposable
     public void Run(ReadOnlySpan<int> tokens)
     {
         int n = tokens.Length;
-        int d = _hidden, heads = _config.HeadCount, kvHeads = _config.KvHeadCount;
+        int d = _hidden, heads = _config.HeadCount;
         var embedding = _weights.TokenEmbedding;
         long embeddingStride = embedding.RowStride;
         long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
@@ -127,28 +144,30 @@ internal sealed unsafe class ForwardPass : IDisposable
         }
         Lap(ref mark, ProfilePart.Embedding);
 
+        var matMul = _pool.MatMulJob;
+        // The norms go into the next matmul's input preparation (parallel by rows) unless an observer must see
+        // their output, or the rows are too few to split (then the norm stays a separately profiled serial step).
+        bool fuseNorms = Observer is null && n >= MatMul.RowPreparationMinRows;
         for (int l = 0; l < _config.LayerCount; l++)
         {
             var lw = _weights.Layers[l];
             Observe(l, ActivationSite.BlockInput, _x, n, d);
-            fixed (float* norm = _attnNorm[l])
-                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
-            Observe(l, ActivationSite.AttentionInput, _xb, n, d);
-            Lap(ref mark, ProfilePart.AttentionNorm);
-            MatMul.ComputeFused(_pool, _xb, n, lw.Wq, _q, lw.Wk, _k, lw.Wv, _v);
-            Lap(ref mark, ProfilePart.QkvMatMul);
-            AddBias(_q, _bq[l], n, _qDim);
-            AddBias(_k, _bk[l], n, _kvDim);
-            AddBias(_v, _bv[l], n, _kvDim);
-            HeadRmsNorm(_q, _qNorm[l], n * heads);
-            HeadRmsNorm(_k, _kNorm[l], n * kvHeads);
-            for (int i = 0; i < n; i++)
+            matMul.Begin(_xb, n, d);
+            if (fuseNorms) matMul.NormalizeInput(_x, _attnNorm[l], _eps);
+            else
             {
-                int position = _rowPosition[i];
-                _rope.Apply(_q + (long)i * _qDim, heads, position);
-                _rope.Apply(_k + (long)i * _kvDim, kvHeads, position);
-                _rowCache[i]!.Store(l, position, _k + (long)i * _kvDim, _v + (long)i * _kvDim);
+                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, _attnNorm[l], _xb + (long)i * d, d, _eps);
+                Observe(l, ActivationSite.AttentionInput, _xb, n, d);
+                Lap(ref mark, ProfilePart.AttentionNorm);
             }
+            matMul.Add(lw.Wq, _q, _qDim, _bq[l]);
+            matMul.Add(lw.Wk, _k, _kvDim, _bk[l]);
+            matMul.Add(lw.Wv, _v, _kvDim, _bv[l]);
+            matMul.Run(_pool);
+            Lap(ref mark, ProfilePart.QkvMatMul);
+            _ropeRows.Layer = l;
+            if (n >= RowJobMinRows) _pool.Run(_ropeRows, n);
+            else _ropeRows.Execute(0, n, 0);
             Lap(ref mark, ProfilePart.RopeAndCache);
 
             // Every row's key and value of this layer is stored before any attention reads the caches, so rows of
@@ -158,23 +177,31 @@ internal sealed unsafe class ForwardPass : IDisposable
             Lap(ref mark, ProfilePart.Attention);
 
             Observe(l, ActivationSite.AttentionOutput, _attnOut, n, _qDim);
-            MatMul.Compute(lw.Wo, new ReadOnlySpan<float>(_attnOut, n * _qDim), new Span<float>(_xb, n * d), n, _pool);
-            Elementwise.Add(_x, _xb, n * d);
+            matMul.Begin(_attnOut, n, _qDim);
+            matMul.Add(lw.Wo, _xb, d);
+            matMul.AddInto(_x);
+            matMul.Run(_pool);
             Lap(ref mark, ProfilePart.AttentionOutput);
 
-            fixed (float* norm = _ffnNorm[l])
-                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
-            Observe(l, ActivationSite.FfnInput, _xb, n, d);
-            Lap(ref mark, ProfilePart.FfnNorm);
-            MatMul.ComputeFused(_pool, _xb, n, lw.Gate, _gate, lw.Up, _up);
+            matMul.Begin(_xb, n, d);
+            if (fuseNorms) matMul.NormalizeInput(_x, _ffnNorm[l], _eps);
+            else
+            {
+                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, _ffnNorm[l], _xb + (long)i * d, d, _eps);
+                Observe(l, ActivationSite.FfnInput, _xb, n, d);
+                Lap(ref mark, ProfilePart.FfnNorm);
+            }
+            // silu(gate) * up is applied by the job to each slice of features as soon as both are computed.
+            matMul.Add(lw.Gate, _gate, _ff);
+            matMul.Add(lw.Up, _up, _ff);
+            matMul.ApplySwiGlu();
+            matMul.Run(_pool);
             Lap(ref mark, ProfilePart.GateUpMatMul);
-            // Row by row: the vector kernel's scalar tail then falls on the same features of every row, so a row's
-            // result does not depend on how many rows share the call.
-            for (int i = 0; i < n; i++) SwiGlu.Apply(_gate + (long)i * _ff, _up + (long)i * _ff, _ff);
-            Lap(ref mark, ProfilePart.SwiGlu);
             Observe(l, ActivationSite.FfnHidden, _gate, n, _ff);
-            MatMul.Compute(lw.Down, new ReadOnlySpan<float>(_gate, n * _ff), new Span<float>(_xb, n * d), n, _pool);
-            Elementwise.Add(_x, _xb, n * d);
+            matMul.Begin(_gate, n, _ff);
+            matMul.Add(lw.Down, _xb, d);
+            matMul.AddInto(_x);
+            matMul.Run(_pool);
             Lap(ref mark, ProfilePart.DownMatMul);
             Observe(l, ActivationSite.BlockOutput, _x, n, d);
         }
@@ -190,8 +217,7 @@ internal sealed unsafe class ForwardPass : IDisposable
     {
         int count = rows.Length, d = _hidden;
         long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
-        fixed (float* norm = _outputNorm)
-            for (int k = 0; k < count; k++) RmsNorm.Apply(_x + (long)rows[k] * d, norm, _xb + (long)k * d, d, _eps);
+        for (int k = 0; k < count; k++) RmsNorm.Apply(_x + (long)rows[k] * d, _outputNorm, _xb + (long)k * d, d, _eps);
         Lap(ref mark, ProfilePart.OutputNorm);
         MatMul.Compute(_weights.Output, new ReadOnlySpan<float>(_xb, count * d), logits[..(count * _vocab)], count, _pool);
         Lap(ref mark, ProfilePart.OutputHead);
@@ -202,6 +228,7 @@ internal sealed unsafe class ForwardPass : IDisposable
         if (Profile is null) return 0;
         _pool.Profiling = true;
         _pool.WaitTicks = 0;
+        _pool.FirstPhaseTicks = 0;
         _pool.MatMulJob.QuantizeTicks = 0;
         return Stopwatch.GetTimestamp();
     }
@@ -229,23 +256,41 @@ internal sealed unsafe class ForwardPass : IDisposable
         if (Observer is { } observer) observer.Observe(layer, site, new ReadOnlySpan<float>(rows, n * width), n, width);
     }
 
-    private static void AddBias(float* rows, float[]? bias, int n, int width)
+    /// <summary>Below this many rows, RoPE and the cache store run on the calling thread (a pool run costs more).</summary>
+    private const int RowJobMinRows = 4;
+
+    /// <summary>
+    /// Per row of the layer set in <see cref="Layer"/>: Qwen3's per-head RMSNorm of q and k, RoPE of both at the
+    /// row's position, and the store of k and v in the row's cache. Rows are independent (a row's arithmetic does
+    /// not depend on which thread runs it), so prefill splits them between the threads.
+    /// </summary>
+    private sealed class RopeRows(ForwardPass pass, float*[] qNorm, float*[] kNorm) : IRangeJob
     {
-        if (bias is null) return;
-        fixed (float* b = bias)
-            for (int i = 0; i < n; i++) Elementwise.Add(rows + (long)i * width, b, width);
+        public int Layer;
+
+        public void Execute(int begin, int end, int worker)
+        {
+            var p = pass;
+            int heads = p._config.HeadCount, kvHeads = p._config.KvHeadCount, hd = p._config.HeadDim;
+            float* qn = qNorm[Layer], kn = kNorm[Layer];
+            for (int i = begin; i < end; i++)
+            {
+                int position = p._rowPosition[i];
+                float* q = p._q + (long)i * p._qDim, k = p._k + (long)i * p._kvDim;
+                if (qn != null) for (int h = 0; h < heads; h++) RmsNorm.Apply(q + h * hd, qn, q + h * hd, hd, p._eps);
+                if (kn != null) for (int h = 0; h < kvHeads; h++) RmsNorm.Apply(k + h * hd, kn, k + h * hd, hd, p._eps);
+                p._rope.Apply(q, heads, position);
+                p._rope.Apply(k, kvHeads, position);
+                p._rowCache[i]!.Store(Layer, position, k, p._v + (long)i * p._kvDim);
+            }
+        }
     }
 
-    /// <summary>RMSNorm over each head_dim-long vector in place (Qwen3's q_norm / k_norm); nothing when weight is null.</summary>
-    private void HeadRmsNorm(float* heads, float[]? weight, int count)
+    public void Dispose()
     {
-        if (weight is null) return;
-        int hd = _config.HeadDim;
-        fixed (float* w = weight)
-            for (int i = 0; i < count; i++) RmsNorm.Apply(heads + (long)i * hd, w, heads + (long)i * hd, hd, _eps);
+        _activations.Dispose();
+        _constants.Dispose();
     }
-
-    public void Dispose() => _activations.Dispose();
 
     /// <summary>
     /// Causal attention of every row against its own sequence's cache, in work items of (up to RowsPerItem

@@ -100,9 +100,26 @@ public static unsafe class MatMul
         public delegate*<byte*, long, int, byte*, long, int, int, float*, long, void> Tile; // null: float path
         public ActivationFormat Format;
         public RepackedMatrix? Packed; // non-null: panel kernels (RowsPerUnit is a multiple of the panel height)
+        public float* Bias; // non-null: added to every output row
     }
 
-    /// <summary>The job object, one per pool, so that dispatch allocates nothing in steady state.</summary>
+    /// <summary>
+    /// Below this many input rows the input is prepared (quantized) in pieces of <see cref="PieceFloats"/> values
+    /// rather than row by row, so that decode's single row is split between the threads too.
+    /// </summary>
+    internal const int RowPreparationMinRows = 4;
+    /// <summary>A piece of an input row prepared by one thread: a whole number of blocks of every activation format
+    /// (Q8_K's 256 included), so a piece quantizes exactly as the same values inside the whole row.</summary>
+    internal const int PieceFloats = 256;
+
+    /// <summary>
+    /// The job object, one per pool, so that dispatch allocates nothing in steady state. One pool run does the whole
+    /// matmul: first the input rows are prepared (optionally RMS-normalized from a source row, then quantized to each
+    /// activation format the weights need) by all threads, then, past the pool's first-phase barrier, the output
+    /// units, each followed by its epilogue (bias, residual add, SwiGlu of a gate/up pair) on the rows just computed
+    /// while they are in cache. Every step is a per-row or per-element function of values computed the same way
+    /// whatever the split, so results do not depend on the thread count or on the other rows of the call.
+    /// </summary>
     internal sealed class Job : IRangeJob
     {
         private const int MaxSegments = 3;
@@ -111,15 +128,25 @@ public static unsafe class MatMul
         private int _segmentCount, _units;
         private float* _x;
         private int _n, _in;
+        // Optional input normalization: x row t = RmsNorm(_normSource row t) * _normWeight, done by the job.
+        private float* _normSource, _normWeight;
+        private float _normEps;
+        // Epilogues: a residual stream the single segment's output is added into; gate/up pair with SwiGlu.
+        private float* _residual;
+        private bool _swiGlu;
         // Quantized input per activation format, reused across calls; grows only when a larger input is seen.
         private readonly Tensors.NativeBuffer?[] _quantized = new Tensors.NativeBuffer?[FormatCount];
         private readonly bool[] _formatUsed = new bool[FormatCount];
-        private readonly QuantizeJob _quantizeJob = new();
+        private readonly byte*[] _quantizedRows = new byte*[FormatCount];
+        private readonly long[] _quantizedStride = new long[FormatCount];
         // Per-block side data of the Q8_0 input for packed weights (RepackKernels.ActivationInfoRow).
         private Tensors.NativeBuffer? _activationInfo;
         private bool _infoUsed;
+        private byte* _info;
+        private int _piecesPerRow, _prepareItems;
         private float[][] _scratch = [];
-        /// <summary>Time spent quantizing inputs while the pool is profiling.</summary>
+        /// <summary>Time spent preparing (normalizing, quantizing) inputs while the pool is profiling: the caller's
+        /// serial preparation plus its time in the parallel phase, barrier included.</summary>
         internal long QuantizeTicks;
 
         public void Begin(float* x, int n, int inDim)
@@ -128,39 +155,95 @@ public static unsafe class MatMul
             _segmentCount = 0; _units = 0;
             Array.Clear(_formatUsed);
             _infoUsed = false;
+            _normSource = null; _normWeight = null;
+            _residual = null;
+            _swiGlu = false;
         }
 
-        public void Add(Tensor w, float* y, int outDim)
+        /// <summary>The input rows are RmsNorm(source row) * weight, written into x by the job itself.</summary>
+        public void NormalizeInput(float* source, float* weight, float eps)
         {
+            _normSource = source; _normWeight = weight; _normEps = eps;
+        }
+
+        public void Add(Tensor w, float* y, int outDim, float* bias = null)
+        {
+            if (_segmentCount == MaxSegments) throw new InvalidOperationException($"a fused matmul has at most {MaxSegments} weights");
             if (w.RowLength != _in) throw new ArgumentException($"fused matmul: '{w.Name}' has rows of {w.RowLength}, the input {_in}");
             ref var s = ref _segments[_segmentCount++];
-            s.Weight = w; s.Output = y; s.OutDim = outDim; s.FirstUnit = _units;
+            s.Weight = w; s.Output = y; s.OutDim = outDim; s.FirstUnit = _units; s.Bias = bias;
             s.Tile = KernelTile(w.Type, out s.Format);
             if (s.Tile != null && _in % ActivationQuantizer.BlockSize(s.Format) != 0) s.Tile = null; // cannot happen for valid tensors
             if (s.Tile != null) _formatUsed[(int)s.Format] = true;
             s.Packed = s.Tile != null ? WeightRepacker.Find(w) : null;
             if (s.Packed != null && s.Format == ActivationFormat.Q8_0) _infoUsed = true;
-            _units += (outDim + RowsPerUnit - 1) / RowsPerUnit;
+            _units += UnitsOf(outDim);
         }
+
+        /// <summary>The single weight's output rows are added into <paramref name="residual"/> (same shape) as they
+        /// are computed: residual += x W^T.</summary>
+        public void AddInto(float* residual)
+        {
+            if (_segmentCount != 1) throw new InvalidOperationException("a residual add follows a single weight");
+            _residual = residual;
+        }
+
+        /// <summary>The two weights are gate and up of a gated FFN: gate's output becomes silu(gate) * up.</summary>
+        public void ApplySwiGlu()
+        {
+            if (_segmentCount != 2 || _segments[0].OutDim != _segments[1].OutDim)
+                throw new InvalidOperationException("SwiGlu pairs two weights of the same height");
+            _swiGlu = true;
+        }
+
+        private static int UnitsOf(int outDim) => (outDim + RowsPerUnit - 1) / RowsPerUnit;
 
         public void Run(WorkerPool pool)
         {
             try
             {
                 long start = pool.Profiling ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+                bool quantized = false;
                 for (int f = 0; f < FormatCount; f++)
-                    if (_formatUsed[f]) QuantizeInput(pool, (ActivationFormat)f);
+                {
+                    _quantizedRows[f] = null;
+                    if (_formatUsed[f]) { ReserveQuantized((ActivationFormat)f); quantized = true; }
+                }
+                bool byRows = _n >= RowPreparationMinRows;
+                if (_normSource != null && !byRows)
+                {
+                    // A row's norm reduces over the whole row in one order: with few rows it is cheaper done here
+                    // than split, and the pieces then only quantize.
+                    for (int t = 0; t < _n; t++) RmsNorm.Apply(_normSource + (long)t * _in, _normWeight, _x + (long)t * _in, _in, _normEps);
+                    _normSource = null;
+                }
+                _piecesPerRow = byRows ? 1 : (_in + PieceFloats - 1) / PieceFloats;
+                _prepareItems = quantized ? _n * _piecesPerRow : _normSource != null ? _n : 0;
+                long before = pool.FirstPhaseTicks;
                 if (pool.Profiling) QuantizeTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
+
                 int threads = pool.ThreadCount;
                 if (_scratch.Length < threads) Array.Resize(ref _scratch, threads);
-                // Contiguous runs of units per chunk; a few chunks per thread balance cores shared with other work.
-                pool.Run(this, _units, Math.Max(1, _units / (threads * 4)));
+                int workUnits = _swiGlu ? UnitsOf(_segments[0].OutDim) : _units;
+                // Small final chunks: the threads finish within a few units of each other (at most 16: the output
+                // head has ~9500). The float prefill path converts FloatUnitsPerGroup units at a time, so its chunks
+                // should not be smaller.
+                int minGrain = Math.Max(Math.Min(workUnits / (threads * 64), 16), HasFloatPrefill() ? FloatUnitsPerGroup : 1);
+                pool.RunGuided(this, _prepareItems + workUnits, minGrain, _prepareItems);
+                if (pool.Profiling) QuantizeTicks += pool.FirstPhaseTicks - before;
             }
             finally
             {
                 for (int i = 0; i < _segmentCount; i++) _segments[i] = default;
-                _x = null;
+                _x = null; _normSource = null; _normWeight = null; _residual = null;
             }
+        }
+
+        private bool HasFloatPrefill()
+        {
+            if (_n == 1) return false;
+            for (int i = 0; i < _segmentCount; i++) if (_segments[i].Tile == null) return true;
+            return false;
         }
 
         /// <summary>Frees the quantized-input scratch (the pool is being disposed).</summary>
@@ -175,7 +258,7 @@ public static unsafe class MatMul
             _activationInfo = null;
         }
 
-        private void QuantizeInput(WorkerPool pool, ActivationFormat format)
+        private void ReserveQuantized(ActivationFormat format)
         {
             long rowBytes = ActivationQuantizer.RowBytes(format, _in);
             long need = rowBytes * _n;
@@ -185,44 +268,98 @@ public static unsafe class MatMul
                 buffer?.Dispose();
                 buffer = new Tensors.NativeBuffer(need);
             }
-            byte* info = null;
-            if (format == ActivationFormat.Q8_0 && _infoUsed)
+            _quantizedRows[(int)format] = buffer.Pointer;
+            _quantizedStride[(int)format] = rowBytes;
+            if (format == ActivationFormat.Q8_0)
             {
+                _info = null;
+                if (!_infoUsed) return;
                 long infoNeed = (long)_n * InfoStride(_in);
                 if (_activationInfo is null || _activationInfo.Length < infoNeed)
                 {
                     _activationInfo?.Dispose();
                     _activationInfo = new Tensors.NativeBuffer(infoNeed);
                 }
-                info = _activationInfo.Pointer;
+                _info = _activationInfo.Pointer;
             }
-            _quantizeJob.Setup(format, _x, buffer.Pointer, _in, rowBytes, info, InfoStride(_in));
-            // Quantizing is ~1/outDim of the matmul's work: only worth a pool run for prefill.
-            if (_n >= 8) pool.Run(_quantizeJob, _n, Math.Max(1, _n / (pool.ThreadCount * 4)));
-            else _quantizeJob.Execute(0, _n, 0);
         }
 
-        public void Execute(int beginUnit, int endUnit, int worker)
+        public void Execute(int begin, int end, int worker)
         {
+            // The pool never hands out a chunk across the end of the preparation phase.
+            if (begin < _prepareItems)
+            {
+                for (int item = begin; item < end; item++) Prepare(item);
+                return;
+            }
+            int beginUnit = begin - _prepareItems, endUnit = end - _prepareItems;
+            if (_swiGlu)
+            {
+                ref var gate = ref _segments[0];
+                ref var up = ref _segments[1];
+                ExecuteSegment(ref gate, beginUnit, endUnit, worker);
+                ExecuteSegment(ref up, beginUnit, endUnit, worker);
+                int r0 = beginUnit * RowsPerUnit, r1 = Math.Min(endUnit * RowsPerUnit, gate.OutDim);
+                // r0 is a multiple of 16, so the vector kernel's lanes and scalar tail fall on the same features as
+                // in a whole-row call.
+                for (int t = 0; t < _n; t++)
+                {
+                    long row = (long)t * gate.OutDim;
+                    SwiGlu.Apply(gate.Output + row + r0, up.Output + row + r0, r1 - r0);
+                }
+                return;
+            }
             for (int si = 0; si < _segmentCount; si++)
             {
                 ref var s = ref _segments[si];
-                int segmentUnits = (s.OutDim + RowsPerUnit - 1) / RowsPerUnit;
                 int from = Math.Max(beginUnit, s.FirstUnit) - s.FirstUnit;
-                int to = Math.Min(endUnit, s.FirstUnit + segmentUnits) - s.FirstUnit;
+                int to = Math.Min(endUnit, s.FirstUnit + UnitsOf(s.OutDim)) - s.FirstUnit;
                 if (from >= to) continue;
-                if (s.Packed != null) ExecutePacked(ref s, from, to);
-                else if (s.Tile != null) ExecuteQuantized(ref s, from, to);
-                else ExecuteFloat(ref s, from, to, worker);
+                ExecuteSegment(ref s, from, to, worker);
+                if (s.Bias == null && _residual == null) continue;
+                int r0 = from * RowsPerUnit, rows = Math.Min(to * RowsPerUnit, s.OutDim) - r0;
+                for (int t = 0; t < _n; t++)
+                {
+                    float* y = s.Output + (long)t * s.OutDim + r0;
+                    if (s.Bias != null) Elementwise.Add(y, s.Bias + r0, rows);
+                    if (_residual != null) Elementwise.Add(_residual + (long)t * s.OutDim + r0, y, rows);
+                }
             }
+        }
+
+        /// <summary>Input row item / piecesPerRow, piece item % piecesPerRow: normalized (whole rows only) and quantized.</summary>
+        private void Prepare(int item)
+        {
+            int t = item / _piecesPerRow, piece = item % _piecesPerRow;
+            float* x = _x + (long)t * _in;
+            if (_normSource != null) RmsNorm.Apply(_normSource + (long)t * _in, _normWeight, x, _in, _normEps);
+            int first = piece * PieceFloats, count = _piecesPerRow == 1 ? _in : Math.Min(PieceFloats, _in - first);
+            for (int f = 0; f < FormatCount; f++)
+            {
+                byte* rows = _quantizedRows[f];
+                if (rows == null) continue;
+                var format = (ActivationFormat)f;
+                int blockSize = ActivationQuantizer.BlockSize(format);
+                byte* output = rows + t * _quantizedStride[f] + (long)(first / blockSize) * ActivationQuantizer.BlockBytes(format);
+                ActivationQuantizer.RowUnchecked(format, x + first, output, count);
+                if (format == ActivationFormat.Q8_0 && _info != null)
+                    RepackKernels.ActivationInfoRow(output, count / 32, _info + t * InfoStride(_in) + (long)(first / 32) * RepackKernels.ActivationInfoBytes);
+            }
+        }
+
+        private void ExecuteSegment(ref Segment s, int from, int to, int worker)
+        {
+            if (s.Packed != null) ExecutePacked(ref s, from, to);
+            else if (s.Tile != null) ExecuteQuantized(ref s, from, to);
+            else ExecuteFloat(ref s, from, to, worker);
         }
 
         private void ExecuteQuantized(ref Segment s, int fromUnit, int toUnit)
         {
             var w = s.Weight;
             long wStride = w.RowStride;
-            long xStride = ActivationQuantizer.RowBytes(s.Format, _in);
-            byte* xq = _quantized[(int)s.Format]!.Pointer;
+            long xStride = _quantizedStride[(int)s.Format];
+            byte* xq = _quantizedRows[(int)s.Format];
             int outDim = s.OutDim, n = _n, k = _in;
             var tile = s.Tile;
             for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
@@ -242,9 +379,9 @@ public static unsafe class MatMul
         private void ExecutePacked(ref Segment s, int fromUnit, int toUnit)
         {
             var m = s.Packed!;
-            long xStride = ActivationQuantizer.RowBytes(s.Format, _in), infoStride = InfoStride(_in);
+            long xStride = _quantizedStride[(int)s.Format], infoStride = InfoStride(_in);
             bool kQuant = s.Format == ActivationFormat.Q8_K;
-            byte* xq = _quantized[(int)s.Format]!.Pointer, info = kQuant ? null : _activationInfo!.Pointer;
+            byte* xq = _quantizedRows[(int)s.Format], info = kQuant ? null : _info;
             int outDim = s.OutDim, n = _n;
             const int panelsPerUnit = RowsPerUnit / RepackedMatrix.PanelRows;
             for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
@@ -294,32 +431,6 @@ public static unsafe class MatMul
                     int rows = Math.Min(Math.Min(toUnit - u, FloatUnitsPerGroup) * RowsPerUnit, outDim - r0);
                     FloatGemm.Unit(w.Type, w.Data + r0 * stride, stride, rows, _x, n, k, FloatTokensPerChunk, s.Output + r0, outDim, buffer);
                 }
-            }
-        }
-    }
-
-    /// <summary>Quantizes input rows [begin, end) into the activation scratch.</summary>
-    private sealed class QuantizeJob : IRangeJob
-    {
-        private ActivationFormat _format;
-        private float* _x;
-        private byte* _out;
-        private int _k;
-        private long _rowBytes;
-        private byte* _info;
-        private long _infoStride;
-
-        public void Setup(ActivationFormat format, float* x, byte* output, int k, long rowBytes, byte* info, long infoStride)
-        {
-            _format = format; _x = x; _out = output; _k = k; _rowBytes = rowBytes; _info = info; _infoStride = infoStride;
-        }
-
-        public void Execute(int begin, int end, int worker)
-        {
-            for (int t = begin; t < end; t++)
-            {
-                ActivationQuantizer.RowUnchecked(_format, _x + (long)t * _k, _out + t * _rowBytes, _k);
-                if (_info != null) RepackKernels.ActivationInfoRow(_out + t * _rowBytes, _k / 32, _info + t * _infoStride);
             }
         }
     }

@@ -33,6 +33,9 @@ public sealed class WorkerPool : IDisposable
     private IRangeJob? _job;
     private int _count;
     private int _grain;
+    // RunGuided: chunks shrink as the job drains; items [0, _firstPhase) all complete before any later item starts.
+    private bool _guided;
+    private int _firstPhase;
     // One word per job: generation (20 bits) | item count (22 bits) | next unclaimed item (22 bits). A claim is a
     // compare-exchange on it, and the count it checks against comes from the same word, so a worker holding a stale
     // view (the generation of one job, the _count of the next) can never claim past its own job's end: it once did,
@@ -58,6 +61,9 @@ public sealed class WorkerPool : IDisposable
     /// <summary>When set, <see cref="WaitTicks"/> accumulates the caller's time at the barrier (session profiling).</summary>
     internal bool Profiling;
     internal long WaitTicks;
+    /// <summary>When profiling: the caller's time in the first phase of <see cref="RunGuided"/> jobs, its share of the
+    /// items and its wait for the other threads' (a matmul's input preparation).</summary>
+    internal long FirstPhaseTicks;
 
     public WorkerPool(int threadCount = 0)
     {
@@ -74,21 +80,46 @@ public sealed class WorkerPool : IDisposable
     }
 
     /// <summary>Runs job over items [0, count) in chunks of <paramref name="grain"/> items; returns when all are done.</summary>
-    public void Run(IRangeJob job, int count, int grain = 1)
+    public void Run(IRangeJob job, int count, int grain = 1) => Start(job, count, Math.Max(1, grain), guided: false, firstPhase: 0);
+
+    /// <summary>
+    /// Runs job over items [0, count) in chunks that shrink as the job drains: each claim takes
+    /// max(<paramref name="minGrain"/>, remaining / (2 * ThreadCount)) items, so the threads finish within about one
+    /// small chunk of each other (fixed chunks leave the last one's whole length as a wait at the barrier) while the
+    /// number of claims stays logarithmic. With <paramref name="firstPhase"/> &gt; 0, items [0, firstPhase) are
+    /// claimed one phase at a time (chunks from 1 item up, never straddling the phase end) and all of them complete
+    /// before any item of [firstPhase, count) starts: a job can prepare a shared input in parallel and then use it,
+    /// with one dispatch instead of two. No chunk straddles the phase end.
+    /// </summary>
+    public void RunGuided(IRangeJob job, int count, int minGrain = 1, int firstPhase = 0)
+    {
+        if ((uint)firstPhase > (uint)Math.Max(0, count))
+            throw new ArgumentOutOfRangeException(nameof(firstPhase), $"first phase of {firstPhase} items in a job of {count}");
+        Start(job, count, Math.Max(1, minGrain), guided: true, firstPhase);
+    }
+
+    private void Start(IRangeJob job, int count, int grain, bool guided, int firstPhase)
     {
         ArgumentNullException.ThrowIfNull(job);
         ObjectDisposedException.ThrowIf(_stopping, this);
         if (count <= 0) return;
         if (count > MaxItems) throw new ArgumentOutOfRangeException(nameof(count), $"a pool job has at most {MaxItems} items, got {count}");
-        grain = Math.Max(1, grain);
+        long start = Profiling ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
         if (_threads.Length == 0 || count <= grain)
         {
-            job.Execute(0, count, 0);
+            if (firstPhase > 0)
+            {
+                job.Execute(0, firstPhase, 0);
+                if (Profiling) FirstPhaseTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
+            }
+            if (firstPhase < count) job.Execute(firstPhase, count, 0);
             return;
         }
         _job = job;
         _count = count;
         _grain = grain;
+        _guided = guided;
+        _firstPhase = firstPhase;
         _error = null;
         _completed = 0;
         _done.Reset();
@@ -97,7 +128,8 @@ public sealed class WorkerPool : IDisposable
         Interlocked.Exchange(ref _generation, generation); // full fence: publishes the fields above before any worker reads them
         if (Volatile.Read(ref _sleeping) != 0) lock (_gate) Monitor.PulseAll(_gate);
 
-        RunChunks(job, generation, grain, 0);
+        long passedBarrier = RunChunks(job, generation, grain, guided, firstPhase, 0);
+        if (Profiling && firstPhase > 0) FirstPhaseTicks += (passedBarrier != 0 ? passedBarrier : System.Diagnostics.Stopwatch.GetTimestamp()) - start;
 
         long waitStart = System.Diagnostics.Stopwatch.GetTimestamp();
         var spinner = new SpinWait();
@@ -117,16 +149,32 @@ public sealed class WorkerPool : IDisposable
     /// <summary>A chunk size giving each thread several chunks (load balance when cores are shared).</summary>
     public int GrainFor(int count, int chunksPerThread = 4) => Math.Max(1, count / (ThreadCount * chunksPerThread));
 
-    private void RunChunks(IRangeJob job, int generation, int grain, int worker)
+    /// <summary>Claims and runs chunks until the job has none left; returns when this thread passed the first-phase
+    /// barrier (a timestamp), or 0.</summary>
+    private long RunChunks(IRangeJob job, int generation, int grain, bool guided, int firstPhase, int worker)
     {
+        bool pastBarrier = firstPhase == 0;
+        long passedAt = 0;
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
-            if ((claim >> (2 * ItemBits)) != (generation & GenerationMask)) return;
+            if ((claim >> (2 * ItemBits)) != (generation & GenerationMask)) return passedAt;
             int jobCount = (int)((claim >> ItemBits) & ItemMask), begin = (int)(claim & ItemMask);
-            if (begin >= jobCount) return;
-            int end = Math.Min(jobCount, begin + grain);
+            if (begin >= jobCount) return passedAt;
+            bool inFirstPhase = begin < firstPhase;
+            int limit = inFirstPhase ? firstPhase : jobCount;
+            int take = !guided ? grain : Math.Max(inFirstPhase ? 1 : grain, (limit - begin) / (2 * ThreadCount));
+            int end = Math.Min(limit, begin + take);
             if (Interlocked.CompareExchange(ref _claim, claim + (end - begin), claim) != claim) continue;
+            if (!pastBarrier && !inFirstPhase)
+            {
+                // Every first-phase item has been claimed (claims go in item order) and only first-phase items can
+                // complete before this barrier is passed, so the count tells when they are all done.
+                var spinner = new SpinWait();
+                while (Volatile.Read(ref _completed) < firstPhase) spinner.SpinOnce(sleep1Threshold: -1);
+                pastBarrier = true;
+                passedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            }
             try
             {
                 job.Execute(begin, end, worker);
@@ -189,8 +237,9 @@ public sealed class WorkerPool : IDisposable
             // The job fields are read after the generation and may already belong to a later job: claims check the
             // generation and the item count held in the claim word itself, so stale fields can never take an item.
             var job = _job;
-            int grain = _grain;
-            if (job is not null) RunChunks(job, generation, grain, worker);
+            int grain = _grain, firstPhase = _firstPhase;
+            bool guided = _guided;
+            if (job is not null) RunChunks(job, generation, grain, guided, firstPhase, worker);
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using EdgeLM.Tensors;
 using EdgeLM.Tensors.Quantization;
 
@@ -108,15 +109,56 @@ public static unsafe class ActivationQuantizer
         return (ushort)(result | (sign >> 16));
     }
 
-    // C roundf (half away from zero) without a rounding-mode instruction: x - trunc(x) is exact, so comparing its
-    // magnitude with 0.5 decides the tie exactly as roundf does.
+    // C roundf (half away from zero) without a rounding-mode instruction: the fraction f = x - trunc(x) is exact, so
+    // is 2f, and trunc(2f) is the step roundf takes away from zero: +-1 exactly when |f| >= 0.5, with x's sign.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> RoundAwayFromZero(Vector256<float> v)
     {
         var t = Vector256.Truncate(v);
-        var up = Vector256.GreaterThanOrEqual(Vector256.Abs(v - t), Vector256.Create(0.5f));
-        var step = Vector256.CopySign(Vector256<float>.One, v) & up;
-        return Vector256.ConvertToInt32(t + step);
+        var fraction = v - t;
+        return ToInt32Exact(t + Vector256.Truncate(fraction + fraction));
+    }
+
+    /// <summary>
+    /// The largest |x| of four vectors, or NaN when any lane is NaN (callers then take the scalar reference, which
+    /// handles NaN its own way). Vector256.Max honours NaN and signed zeros lane by lane, which the JIT expands to
+    /// eight instructions per call without AVX-512; on magnitudes of non-NaN values the native max is the same.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float MaxMagnitude(Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, Vector256<float> v3)
+    {
+        var ordered = Vector256.Equals(v0, v0) & Vector256.Equals(v1, v1) & Vector256.Equals(v2, v2) & Vector256.Equals(v3, v3);
+        if (ordered.ExtractMostSignificantBits() != 0xFF) return float.NaN;
+        var m = Vector256.MaxNative(Vector256.MaxNative(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.MaxNative(Vector256.Abs(v2), Vector256.Abs(v3)));
+        var h = Vector128.MaxNative(m.GetLower(), m.GetUpper());
+        h = Vector128.MaxNative(h, Vector128.Shuffle(h, Vector128.Create(2, 3, 0, 1)));
+        h = Vector128.MaxNative(h, Vector128.Shuffle(h, Vector128.Create(1, 0, 3, 2)));
+        return h.ToScalar();
+    }
+
+    /// <summary>
+    /// Integral floats in int range to int: the bare AVX conversion. Vector256.ConvertToInt32 saturates NaN and
+    /// out-of-range lanes, which costs a fix-up sequence per vector without AVX-512; every caller here passes
+    /// integers of magnitude at most 128, where both give the same ints.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ToInt32Exact(Vector256<float> integral) =>
+        Avx.IsSupported ? Avx.ConvertToVector256Int32WithTruncation(integral) : Vector256.ConvertToInt32(integral);
+
+    /// <summary>
+    /// The low bytes of 32 ints in [-128, 127], in order. With AVX2: two saturating packs (a no-op on this range)
+    /// and one lane fix-up permute, instead of the generic truncating narrow's masks and shuffles.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> NarrowToBytes(Vector256<int> q0, Vector256<int> q1, Vector256<int> q2, Vector256<int> q3)
+    {
+        if (Avx2.IsSupported)
+        {
+            // Per 128-bit lane the packs interleave: lane 0 holds dwords 0-3 of q0..q3, lane 1 dwords 4-7.
+            var bytes = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(q0, q1), Avx2.PackSignedSaturate(q2, q3));
+            return Avx2.PermuteVar8x32(bytes.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte();
+        }
+        return Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -141,14 +183,19 @@ public static unsafe class ActivationQuantizer
     {
         var v0 = Vector256.Load(x); var v1 = Vector256.Load(x + 8);
         var v2 = Vector256.Load(x + 16); var v3 = Vector256.Load(x + 24);
-        var m = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-        float amax = MaxAcross(Vector128.Max(m.GetLower(), m.GetUpper()));
+        float amax = MaxMagnitude(v0, v1, v2, v3);
+        if (float.IsNaN(amax))
+        {
+            var type = withSum ? GgmlType.Q8_1 : GgmlType.Q8_0;
+            Quantize.Row(type, new ReadOnlySpan<float>(x, 32), new Span<byte>(y, GgmlTypeInfo.BlockBytes(type)));
+            return;
+        }
         float d = amax / 127;
         float id = d != 0 ? 1.0f / d : 0.0f;
         var idv = Vector256.Create(id);
         var q0 = RoundAwayFromZero(v0 * idv); var q1 = RoundAwayFromZero(v1 * idv);
         var q2 = RoundAwayFromZero(v2 * idv); var q3 = RoundAwayFromZero(v3 * idv);
-        var bytes = Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3));
+        var bytes = NarrowToBytes(q0, q1, q2, q3);
         *(ushort*)y = ToF16(d);
         if (withSum)
         {
@@ -187,9 +234,14 @@ public static unsafe class ActivationQuantizer
     private static void BlockKx256(float* x, byte* y)
     {
         const int QK = GgmlTypeInfo.QK_K;
-        var m = Vector256<float>.Zero;
-        for (int i = 0; i < QK; i += 8) m = Vector256.Max(m, Vector256.Abs(Vector256.Load(x + i)));
-        float amax = MaxAcross(Vector128.Max(m.GetLower(), m.GetUpper()));
+        float amax = 0;
+        for (int i = 0; i < QK; i += 32)
+            amax = MathF.Max(amax, MaxMagnitude(Vector256.Load(x + i), Vector256.Load(x + i + 8), Vector256.Load(x + i + 16), Vector256.Load(x + i + 24)));
+        if (float.IsNaN(amax))
+        {
+            BlockKScalar(x, y);
+            return;
+        }
         if (amax == 0)
         {
             new Span<byte>(y, 4 + QK + QK / 8).Clear();
@@ -207,11 +259,12 @@ public static unsafe class ActivationQuantizer
         short* bsums = (short*)(y + 4 + QK);
         for (int i = 0; i < QK; i += 32)
         {
-            var q0 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i) * isv)));
-            var q1 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i + 8) * isv)));
-            var q2 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i + 16) * isv)));
-            var q3 = Vector256.Min(limit, Vector256.ConvertToInt32(Vector256.Round(Vector256.Load(x + i + 24) * isv)));
-            Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3)).Store(qs + i);
+            // |x * iscale| <= 127 (rounded at most to 127.00001), so the conversion is exact.
+            var q0 = Vector256.Min(limit, ToInt32Exact(Vector256.Round(Vector256.Load(x + i) * isv)));
+            var q1 = Vector256.Min(limit, ToInt32Exact(Vector256.Round(Vector256.Load(x + i + 8) * isv)));
+            var q2 = Vector256.Min(limit, ToInt32Exact(Vector256.Round(Vector256.Load(x + i + 16) * isv)));
+            var q3 = Vector256.Min(limit, ToInt32Exact(Vector256.Round(Vector256.Load(x + i + 24) * isv)));
+            NarrowToBytes(q0, q1, q2, q3).Store(qs + i);
             bsums[i / 16] = (short)Vector256.Sum(q0 + q1);
             bsums[i / 16 + 1] = (short)Vector256.Sum(q2 + q3);
         }
