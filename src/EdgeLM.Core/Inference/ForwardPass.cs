@@ -11,7 +11,7 @@ namespace EdgeLM.Inference;
 /// <see cref="InferenceSession"/> (the rows of one sequence) and <see cref="BatchedSession"/> (rows of several
 /// sequences, each with its own KV cache). Every row carries its own cache and position, so one call can mix the
 /// prompt chunk of one sequence with the decode tokens of others: every matmul runs once over all rows (the weights
-/// are streamed once per call), attention runs per (row, head) against the row's own cache.
+/// are streamed once per call), attention runs in blocks of a sequence's rows per KV head against that sequence's cache.
 /// Each output depends only on its own row (MatMul, norms, RoPE and attention compute a row the same way whatever
 /// its place in the call), so a sequence gets bitwise the same logits alone or batched with others.
 /// Owns the activation buffers, dequantized norms and biases and the rope tables; allocates nothing per call.

@@ -8,18 +8,23 @@ namespace EdgeLM.Inference;
 public enum ProfilePart
 {
     Embedding,
+    /// <summary>The norm when run on its own (an observer attached, or fewer than 4 rows); otherwise it is done by
+    /// the next matmul's workers while they prepare their input and counted in that matmul (see QuantizeInput).</summary>
     AttentionNorm,
     QkvMatMul,
     RopeAndCache,
     Attention,
     AttentionOutput,
     FfnNorm,
+    /// <summary>Includes SwiGlu: the workers apply it to their gate/up slices as soon as they are computed.</summary>
     GateUpMatMul,
+    /// <summary>Zero in this engine's forward pass (SwiGlu is fused into GateUpMatMul); kept so the rows of a
+    /// profile table stay the same across versions.</summary>
     SwiGlu,
     DownMatMul,
     OutputNorm,
     OutputHead,
-    /// <summary>Inside the matmul parts: quantizing the input rows to the kernel's activation format.</summary>
+    /// <summary>Inside the matmul parts: preparing the input rows (the preceding RMS norm when fused, then quantizing to the kernel's activation format).</summary>
     QuantizeInput,
     /// <summary>Inside the pooled parts: the calling thread waiting for workers after finishing its own share.</summary>
     PoolWait,
