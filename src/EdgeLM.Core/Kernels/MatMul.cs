@@ -118,7 +118,10 @@ public static unsafe class MatMul
         // Per-block side data of the Q8_0 input for packed weights (RepackKernels.ActivationInfoRow).
         private Tensors.NativeBuffer? _activationInfo;
         private bool _infoUsed;
-        private float[][] _scratch = [];
+        // Per-worker float scratch, 64-byte aligned: the prefill tile reads its converted rows with 32-byte loads
+        // thousands of times, and a managed array's 8-byte alignment made half of them split cache lines
+        // (run-to-run swings of ~20% depending on where the GC put the array).
+        private Tensors.NativeBuffer?[] _scratch = [];
         /// <summary>Time spent quantizing inputs while the pool is profiling.</summary>
         internal long QuantizeTicks;
 
@@ -163,7 +166,7 @@ public static unsafe class MatMul
             }
         }
 
-        /// <summary>Frees the quantized-input scratch (the pool is being disposed).</summary>
+        /// <summary>Frees the quantized-input and per-worker scratch (the pool is being disposed).</summary>
         public void Dispose()
         {
             for (int f = 0; f < FormatCount; f++)
@@ -173,6 +176,11 @@ public static unsafe class MatMul
             }
             _activationInfo?.Dispose();
             _activationInfo = null;
+            for (int i = 0; i < _scratch.Length; i++)
+            {
+                _scratch[i]?.Dispose();
+                _scratch[i] = null;
+            }
         }
 
         private void QuantizeInput(WorkerPool pool, ActivationFormat format)
@@ -277,23 +285,25 @@ public static unsafe class MatMul
             int outDim = s.OutDim, n = _n, k = _in;
             // Converted rows and parked accumulators; grows only when a larger shape is seen.
             long need = FloatGemm.ScratchFloats(RowsPerUnit * FloatUnitsPerGroup, Math.Min(n, FloatTokensPerChunk), k);
-            float[]? scratch = _scratch[worker];
-            if (scratch == null || scratch.Length < need) _scratch[worker] = scratch = new float[checked((int)need)];
-            fixed (float* buffer = scratch)
+            var scratch = _scratch[worker];
+            if (scratch == null || scratch.Length < need * sizeof(float))
             {
-                if (n == 1 && FloatGemm.HasDecodeKernel(w.Type))
-                {
-                    // The whole share at once: its rows are read as long sequential streams.
-                    int first = fromUnit * RowsPerUnit, end = Math.Min(toUnit * RowsPerUnit, outDim);
-                    FloatGemm.Decode(w.Type, w.Data + first * stride, stride, end - first, _x, k, s.Output + first, buffer);
-                    return;
-                }
-                for (int u = fromUnit; u < toUnit; u += FloatUnitsPerGroup)
-                {
-                    int r0 = u * RowsPerUnit;
-                    int rows = Math.Min(Math.Min(toUnit - u, FloatUnitsPerGroup) * RowsPerUnit, outDim - r0);
-                    FloatGemm.Unit(w.Type, w.Data + r0 * stride, stride, rows, _x, n, k, FloatTokensPerChunk, s.Output + r0, outDim, buffer);
-                }
+                scratch?.Dispose();
+                _scratch[worker] = scratch = new Tensors.NativeBuffer(checked(need * sizeof(float)));
+            }
+            float* buffer = (float*)scratch.Pointer;
+            if (n == 1 && FloatGemm.HasDecodeKernel(w.Type))
+            {
+                // The whole share at once: its rows are read as long sequential streams.
+                int first = fromUnit * RowsPerUnit, end = Math.Min(toUnit * RowsPerUnit, outDim);
+                FloatGemm.Decode(w.Type, w.Data + first * stride, stride, end - first, _x, k, s.Output + first, buffer);
+                return;
+            }
+            for (int u = fromUnit; u < toUnit; u += FloatUnitsPerGroup)
+            {
+                int r0 = u * RowsPerUnit;
+                int rows = Math.Min(Math.Min(toUnit - u, FloatUnitsPerGroup) * RowsPerUnit, outDim - r0);
+                FloatGemm.Unit(w.Type, w.Data + r0 * stride, stride, rows, _x, n, k, FloatTokensPerChunk, s.Output + r0, outDim, buffer);
             }
         }
     }
