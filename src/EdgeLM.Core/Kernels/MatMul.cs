@@ -20,8 +20,12 @@ public static unsafe class MatMul
 {
     internal const int RowsPerUnit = 16;
     internal const int TokensPerChunk = 64;
-    /// <summary>Token chunk of the float prefill tile: a multiple of its 3 tokens, so only the last chunk has edge tokens.</summary>
-    internal const int FloatTokensPerChunk = 66;
+    /// <summary>
+    /// Token chunk of the float prefill tile: a multiple of its 3 tokens, so only the last chunk has edge tokens. 33
+    /// rather than 66 keeps the 64 converted rows of k = 896 (229 KB), the chunk (118 KB) and the parked
+    /// accumulators (68 KB) inside the 512 KB L2, and a pass of the down projection's chunk (k = 4864) with them.
+    /// </summary>
+    internal const int FloatTokensPerChunk = 33;
     /// <summary>
     /// Units the float prefill converts and sweeps together: each token chunk read from L3 serves 64 rows, not 16
     /// (64 converted rows of k = 896 plus a 66-token chunk of x fit the 512 KB L2).
