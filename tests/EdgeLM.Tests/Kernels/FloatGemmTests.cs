@@ -121,11 +121,11 @@ public unsafe class FloatGemmTests
     {
         float* quad = stackalloc float[4];
         foreach (int k in new[] { 5, 896, 1001, 2 * FloatGemm.DepthBlock + 24 })
-            foreach (var (rows, cols) in new[] { (16, 67), (13, 4), (3, 5), (4, 3), (7, 1) })
+            foreach (var (rows, cols) in new[] { (16, 67), (64, 35), (13, 4), (3, 5), (4, 3), (7, 1) })
             {
                 float[] w = RandomFloats(rows * k, k + rows), x = RandomFloats(cols * k, cols);
                 float[] partials = new float[rows * cols * 16];
-                const int yStride = 19;
+                int yStride = rows + 3; // not a multiple of the vector width
                 fixed (float* pw = w, px = x, pp = partials)
                     foreach (var width in Widths)
                     {
