@@ -257,6 +257,7 @@ public static unsafe class RepackKernels
         byte* record = panel;
         for (int b = 0; b < blocks; b++, record += TPanel.RecordBytes, x += ActivationBlockBytes, info += ActivationInfoBytes)
         {
+            StreamPrefetch.Ahead(record, TPanel.RecordBytes);
             byte* xq = x + 2;
             Vector256<short> s16 = default;
             Vector256<int> s32 = default;
@@ -321,6 +322,7 @@ public static unsafe class RepackKernels
             byte* record = panel;
             for (int b = 0; b < blocks; b++, record += RecordBytes, x += ActivationBlockBytes, info += ActivationInfoBytes)
             {
+                StreamPrefetch.Ahead(record, RecordBytes);
                 byte* xq = x + 2;
                 Vector256<int> even = default, odd = default;
                 for (int j = 0; j < 8; j += 2)
