@@ -126,6 +126,7 @@ public static class BenchReport
             new("samples_ts", r.SamplesTokensPerSecond),
             new("peak_rss_bytes", r.PeakRssBytes),
             new("peak_rss_scope", r.PeakRssIsPerTest ? "test" : "process"),
+            new("managed_allocated_bytes", r.AllocatedBytes),
         ];
     }
 

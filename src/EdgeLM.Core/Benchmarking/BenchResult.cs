@@ -12,6 +12,11 @@ public sealed record BenchResult
     public required long PeakRssBytes { get; init; }
     /// <summary>True when the peak covers only this test (the high-water mark was reset before it).</summary>
     public required bool PeakRssIsPerTest { get; init; }
+    /// <summary>
+    /// Managed bytes allocated by the whole process during the timed repetitions (all of them together): the
+    /// forward passes allocate nothing, so this stays at 0 unless something else in the process allocates meanwhile.
+    /// </summary>
+    public long AllocatedBytes { get; init; }
     /// <summary>When the test started, UTC.</summary>
     public required DateTimeOffset StartedAt { get; init; }
 

@@ -66,15 +66,19 @@ public static class BenchRunner
 
         session.Profile = options.Profile;
         var samples = new long[options.Repetitions];
+        long allocated = 0;
         for (int rep = 0; rep < samples.Length; rep++)
         {
             cancel.ThrowIfCancellationRequested();
             session.Reset();
             FillTokens(prompt, generated, rng, config.VocabSize, bos);
+            // All threads (the pool's workers too), read outside the timed region: the precise count synchronizes.
+            long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
             long start = Stopwatch.GetTimestamp();
             if (test.PromptTokens > 0) session.Forward(prompt);
             for (int i = 0; i < generated.Length; i++) session.Forward(generated.AsSpan(i, 1));
             long elapsed = Stopwatch.GetTimestamp() - start;
+            allocated += GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
             samples[rep] = Math.Max(1, (long)(elapsed * (1e9 / Stopwatch.Frequency)));
         }
 
@@ -85,6 +89,7 @@ public static class BenchRunner
             SamplesNs = samples,
             PeakRssBytes = PeakRss.Read(),
             PeakRssIsPerTest = perTest,
+            AllocatedBytes = allocated,
             StartedAt = started,
         };
     }

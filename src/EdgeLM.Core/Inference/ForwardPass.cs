@@ -152,14 +152,7 @@ internal sealed unsafe class ForwardPass : IDisposable
         {
             var lw = _weights.Layers[l];
             Observe(l, ActivationSite.BlockInput, _x, n, d);
-            matMul.Begin(_xb, n, d);
-            if (fuseNorms) matMul.NormalizeInput(_x, _attnNorm[l], _eps);
-            else
-            {
-                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, _attnNorm[l], _xb + (long)i * d, d, _eps);
-                Observe(l, ActivationSite.AttentionInput, _xb, n, d);
-                Lap(ref mark, ProfilePart.AttentionNorm);
-            }
+            BeginNormalized(matMul, l, _attnNorm[l], n, fuseNorms, ActivationSite.AttentionInput, ProfilePart.AttentionNorm, ref mark);
             matMul.Add(lw.Wq, _q, _qDim, _bq[l]);
             matMul.Add(lw.Wk, _k, _kvDim, _bk[l]);
             matMul.Add(lw.Wv, _v, _kvDim, _bv[l]);
@@ -183,14 +176,7 @@ internal sealed unsafe class ForwardPass : IDisposable
             matMul.Run(_pool);
             Lap(ref mark, ProfilePart.AttentionOutput);
 
-            matMul.Begin(_xb, n, d);
-            if (fuseNorms) matMul.NormalizeInput(_x, _ffnNorm[l], _eps);
-            else
-            {
-                for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, _ffnNorm[l], _xb + (long)i * d, d, _eps);
-                Observe(l, ActivationSite.FfnInput, _xb, n, d);
-                Lap(ref mark, ProfilePart.FfnNorm);
-            }
+            BeginNormalized(matMul, l, _ffnNorm[l], n, fuseNorms, ActivationSite.FfnInput, ProfilePart.FfnNorm, ref mark);
             // silu(gate) * up is applied by the job to each slice of features as soon as both are computed.
             matMul.Add(lw.Gate, _gate, _ff);
             matMul.Add(lw.Up, _up, _ff);
@@ -240,6 +226,24 @@ internal sealed unsafe class ForwardPass : IDisposable
         profile.Add(ProfilePart.PoolWait, _pool.WaitTicks);
         profile.Add(ProfilePart.QuantizeInput, _pool.MatMulJob.QuantizeTicks);
         _pool.Profiling = false;
+    }
+
+    /// <summary>
+    /// Starts a matmul whose input is RmsNorm(_x) * norm in _xb: done by the job's workers when fused, else here
+    /// (observed and profiled as its own part).
+    /// </summary>
+    private void BeginNormalized(MatMul.Job matMul, int layer, float* norm, int n, bool fuse, ActivationSite site, ProfilePart part, ref long mark)
+    {
+        int d = _hidden;
+        matMul.Begin(_xb, n, d);
+        if (fuse)
+        {
+            matMul.NormalizeInput(_x, norm, _eps);
+            return;
+        }
+        for (int i = 0; i < n; i++) RmsNorm.Apply(_x + (long)i * d, norm, _xb + (long)i * d, d, _eps);
+        Observe(layer, site, _xb, n, d);
+        Lap(ref mark, part);
     }
 
     /// <summary>Charges the time since <paramref name="mark"/> to <paramref name="part"/> and restarts the mark.</summary>

@@ -40,6 +40,8 @@ public class BenchRunTests(TinyBenchModel tiny) : IClassFixture<TinyBenchModel>
             Assert.True(r.MeanTokensPerSecond > 0);
             Assert.True(r.StdDevTokensPerSecond >= 0);
             Assert.True(r.PeakRssBytes >= model.FileBytes, $"peak {r.PeakRssBytes} < file {model.FileBytes}");
+            // Process-wide count, so the test host's own threads may add a little; the engine adds nothing per token.
+            Assert.True(r.AllocatedBytes < 64 * 1024, $"{test.Name}: {r.AllocatedBytes} managed bytes allocated while timed");
         }
     }
 
@@ -81,6 +83,7 @@ public class BenchRunTests(TinyBenchModel tiny) : IClassFixture<TinyBenchModel>
             Assert.Equal(2, t.GetProperty("samples_ns").GetArrayLength());
             Assert.True(t.GetProperty("avg_ts").GetDouble() > 0);
             Assert.True(t.GetProperty("peak_rss_bytes").GetInt64() >= t.GetProperty("model_file_bytes").GetInt64());
+            Assert.True(t.GetProperty("managed_allocated_bytes").GetInt64() >= 0);
         }
         var lines = File.ReadAllLines(csv);
         Assert.Equal(4, lines.Length);

@@ -93,8 +93,11 @@ public class PeakRssTests
     }
 }
 
-/// <summary>Tests that read or reset the process-wide peak RSS run one at a time.</summary>
-[CollectionDefinition(Name)]
+/// <summary>
+/// Tests that read or reset the process-wide peak RSS, or count the process's managed allocations, run one at a time
+/// and after the parallel collections (other tests' allocations would show up in their numbers).
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class PeakRssCollection
 {
     public const string Name = "PeakRss";
