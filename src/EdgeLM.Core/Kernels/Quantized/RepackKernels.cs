@@ -326,27 +326,6 @@ public static unsafe class RepackKernels
     private static Vector256<int> Finish<TPanel>(Vector256<int> isum, byte* info) where TPanel : INibbles =>
         isum - Vector256.Create(TPanel.Offset * *(int*)(info + 4));
 
-    /// <summary>
-    /// sum(u x) of one block: one run over all 4 pairs where the format's bound allows (Int16Block), else a run per pair.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> NibbleBlock<TPanel, TDot>(byte* record, byte* xq) where TPanel : INibbles where TDot : IByteDot256
-    {
-        Vector256<int> sum = default;
-        var run = TDot.Open(sum);
-        for (int j = 0; j < 4; j++)
-        {
-            TPanel.Decode(record, j, out var low, out var high);
-            run = PairDot<TDot>(run, low, high, xq, j);
-            if (!TPanel.Int16Block && j < 3)
-            {
-                sum = TDot.Close(sum, run);
-                run = TDot.Open(sum);
-            }
-        }
-        return TDot.Close(sum, run);
-    }
-
     private static void NibbleColumn1<TPanel, TDot>(byte* panel, int blocks, byte* x, byte* info, float* y)
         where TPanel : INibbles where TDot : IByteDot256
     {
@@ -355,7 +334,20 @@ public static unsafe class RepackKernels
         for (int b = 0; b < blocks; b++, record += TPanel.RecordBytes, x += ActivationBlockBytes, info += ActivationInfoBytes)
         {
             StreamPrefetch.Ahead(record, TPanel.RecordBytes);
-            acc = Accumulate(Scales256(record), info, Finish<TPanel>(NibbleBlock<TPanel, TDot>(record, x + 2), info), acc);
+            byte* xq = x + 2;
+            Vector256<int> sum = default;
+            var run = TDot.Open(sum);
+            for (int j = 0; j < 4; j++)
+            {
+                TPanel.Decode(record, j, out var low, out var high);
+                run = PairDot<TDot>(run, low, high, xq, j);
+                if (!TPanel.Int16Block && j < 3)
+                {
+                    sum = TDot.Close(sum, run);
+                    run = TDot.Open(sum);
+                }
+            }
+            acc = Accumulate(Scales256(record), info, Finish<TPanel>(TDot.Close(sum, run), info), acc);
         }
         acc.Store(y);
     }
