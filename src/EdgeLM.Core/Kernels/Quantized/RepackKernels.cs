@@ -163,12 +163,12 @@ public static unsafe class RepackKernels
     /// <para>
     /// Both ops give the same integers, so the same bits: vpdpbusd adds each group of 4 products to 32-bit lanes without
     /// saturation, while the AVX2 op's maddubs saturates a pair of products to 16 bits and its runs add those pairs in
-    /// 16-bit lanes (wrapping), which is exact only below 2^15. Every caller keeps within that: activations are Q8_0 or
-    /// Q8_K levels, |x| &lt;= 127 (ActivationQuantizer divides by amax / 127 and never yields -128), and the unsigned
-    /// operand is at most 15 (Q4_0), 31 (Q5_0) or 128 (|w| of Q8_0), so one maddubs pair reaches 2 * 15 * 127 = 3810,
-    /// 7874 or 32512 (&lt; 32767), and runs are sized by format: Q4_0 a whole block (8 groups, 8 * 3810 = 30480), Q5_0
-    /// two groups (15748), Q8_0 one group. The integer sums are then exact in both, and integer addition is associative, so the order
-    /// in which either op groups the products does not matter. The extreme-value tests pin this on the AVX2 op.
+    /// 16-bit lanes (wrapping), which is exact only below 2^15. Every caller keeps within that: activations are Q8_0
+    /// levels, |x| &lt;= 127 (ActivationQuantizer divides by amax / 127 and never yields -128), and the unsigned operand
+    /// is at most 15 (Q4_0), 31 (Q5_0) or 128 (|w| of Q8_0), so one maddubs pair reaches 2 * 15 * 127 = 3810, 7874 or
+    /// 32512 (&lt; 32767); runs are sized by format: Q4_0 a whole block (8 groups, 8 * 3810 = 30480), Q5_0 two groups
+    /// (15748), Q8_0 one group. The integer sums are then exact in both, and integer addition is associative, so how
+    /// either op groups the products does not matter. ExtremeLevelsDoNotSaturateAnyPath pins this on the AVX2 op.
     /// </para>
     /// </summary>
     internal interface IByteDot256
