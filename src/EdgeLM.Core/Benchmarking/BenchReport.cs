@@ -104,6 +104,7 @@ public static class BenchReport
             new("cpu_physical_cores", (long)cpu.PhysicalCores),
             new("cpu_logical_cores", (long)cpu.LogicalCores),
             new("cpu_isa", cpu.IsaFlags.ToArray()),
+            new("cpu_int8_dot", cpu.IntegerDot),
             new("backends", Backend),
             new("model_filename", model.Path),
             new("model_type", model.Description),

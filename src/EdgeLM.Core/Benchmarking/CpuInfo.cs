@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.Arm;
 using System.Runtime.Intrinsics.X86;
+using EdgeLM.Kernels.Quantized;
 
 namespace EdgeLM.Benchmarking;
 
@@ -19,14 +20,16 @@ public sealed record CpuInfo
     /// <summary>Instruction sets .NET reports as hardware-accelerated, in a fixed order.</summary>
     public required IReadOnlyList<string> IsaFlags { get; init; }
     public string Architecture { get; init; } = RuntimeInformation.ProcessArchitecture.ToString();
+    /// <summary>The integer dot product the quantized kernels dispatch to (<see cref="RepackKernels.IntegerDotPath"/>).</summary>
+    public string IntegerDot { get; init; } = RepackKernels.IntegerDotPath;
 
     private static readonly Lazy<CpuInfo> _current = new(Detect);
 
     /// <summary>The machine this process runs on, detected once.</summary>
     public static CpuInfo Current => _current.Value;
 
-    /// <summary>"AMD EPYC (2 cores, 2 threads; AVX2 FMA)": one line for tables and logs.</summary>
-    public string Summary => $"{ModelName} ({PhysicalCores} cores, {LogicalCores} threads; {string.Join(' ', IsaFlags)})";
+    /// <summary>"AMD EPYC (2 cores, 2 threads; AVX2 FMA; int8 dot avx2)": one line for tables and logs.</summary>
+    public string Summary => $"{ModelName} ({PhysicalCores} cores, {LogicalCores} threads; {string.Join(' ', IsaFlags)}; int8 dot {IntegerDot})";
 
     public static CpuInfo Detect()
     {

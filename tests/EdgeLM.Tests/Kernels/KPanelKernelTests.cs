@@ -5,6 +5,7 @@ using EdgeLM.Kernels;
 using EdgeLM.Kernels.Quantized;
 using EdgeLM.Tensors;
 using EdgeLM.Tensors.Quantization;
+using EdgeLM.Tests.Support;
 
 namespace EdgeLM.Tests.Kernels;
 
@@ -37,7 +38,7 @@ public unsafe class KPanelKernelTests
     {
         var paths = new List<(string, TilePath)> { ("scalar", KPanelKernels.TileScalar), ("portable128", KPanelKernels.Tile128Portable) };
         if (Vector128.IsHardwareAccelerated) paths.Add(("vector128", KPanelKernels.Tile128));
-        if (Avx2.IsSupported && Fma.IsSupported) paths.Add(("avx2", KPanelKernels.TileAvx2));
+        if (Avx2.IsSupported && Fma.IsSupported) paths.Add(("avx2", KPanelKernels.TileAvx2<KPanelKernels.Avx2WordDot>));
         paths.Add(("dispatch", KPanelKernels.Tile));
         return paths;
     }
@@ -54,9 +55,108 @@ public unsafe class KPanelKernelTests
         const int rows = 16;
         var (w, buffer) = RandomWeight(type, k, rows, k + n);
         using var _ = buffer;
+        AssertPathsMatchReference(w, Activations(k, n, n), n, Paths());
+    }
+
+    /// <summary>
+    /// The integer sums at their largest: every level 15 (Q4_K) or 63 (Q6_K), or 0, with the largest scales and mins
+    /// (Q4_K 63, Q6_K 127 and -128), against activations of +-127. A Q4_K 16-bit run then reaches 8 * 2 * 15 * 127 and a
+    /// Q6_K pair 2 * 2 * 63 * 127, just below 2^15: had either saturated or wrapped, the AVX2 path would differ here.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void ExtremeLevelsDoNotSaturateAnyPath(GgmlType type)
+    {
+        var (w, buffer) = ExtremeWeight(type, k: 512, rows: 16);
+        using var _ = buffer;
+        AssertPathsMatchReference(w, ExtremeActivations(k: 512, n: 5), 5, Paths());
+    }
+
+    [SkippableFact]
+    public void AvxVnniPathEqualsTheReferenceBitwise()
+    {
+        SkipTest.Unless(Avx2.IsSupported && Fma.IsSupported && AvxVnni.IsSupported, "AVX-VNNI is not supported on this CPU (or disabled by DOTNET_EnableAVXVNNI=0)");
+        List<(string, TilePath)> vnni = [("avx-vnni", KPanelKernels.TileAvx2<KPanelKernels.VnniWordDot>), ("dispatch", KPanelKernels.Tile)];
+        foreach (var type in new[] { GgmlType.Q4_K, GgmlType.Q6_K })
+        {
+            foreach (var (k, n) in new[] { (256, 1), (1024, 5), (768, 9) })
+            {
+                var (w, buffer) = RandomWeight(type, k, 16, k + n);
+                using var _ = buffer;
+                AssertPathsMatchReference(w, Activations(k, n, n), n, vnni);
+            }
+            var (e, eBuffer) = ExtremeWeight(type, k: 512, rows: 16);
+            using var __ = eBuffer;
+            AssertPathsMatchReference(e, ExtremeActivations(k: 512, n: 5), 5, vnni);
+        }
+    }
+
+    /// <summary>File-layout blocks whose quant bytes are per row and block all ones, all zeros or mixed; largest scales.</summary>
+    private static (Tensor, NativeBuffer) ExtremeWeight(GgmlType type, int k, int rows)
+    {
+        long bytes = Tensor.ExpectedBytes(type, [k, rows]);
+        var buffer = new NativeBuffer(bytes);
+        var random = new Random(19);
+        int blockBytes = GgmlTypeInfo.BlockBytes(type), blocks = k / 256;
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < blocks; b++)
+            {
+                byte* block = buffer.Pointer + ((long)r * blocks + b) * blockBytes;
+                int pattern = (r + b) % 3;
+                // Quant bytes: levels 15 / 63 (all bits set), 0, or a mix of both per byte.
+                int first = type == GgmlType.Q4_K ? 16 : 0, end = type == GgmlType.Q4_K ? 144 : 192;
+                for (int i = first; i < end; i++) block[i] = pattern switch { 0 => 0xFF, 1 => 0, _ => random.Next(2) == 0 ? (byte)0xFF : (byte)0 };
+                ushort d = (ushort)(0x2C00 + 0x400 * (r % 3) | ((r & 4) << 13));
+                if (type == GgmlType.Q4_K)
+                {
+                    *(ushort*)block = d;
+                    *(ushort*)(block + 2) = (ushort)(0x2800 + 0x400 * (b % 2));
+                    for (int i = 4; i < 16; i++) block[i] = 0xFF; // every 6-bit scale and min 63
+                }
+                else
+                {
+                    for (int g = 0; g < 16; g++) block[192 + g] = (byte)(sbyte)((r + g) % 2 == 0 ? 127 : -128);
+                    *(ushort*)(block + 208) = d;
+                }
+            }
+        return (new Tensor("w", type, [k, rows], buffer.Pointer, bytes), buffer);
+    }
+
+    /// <summary>block_q8_K rows of +-127 only (per token and block: all +127, all -127, or mixed), with their bsums.</summary>
+    private static byte[] ExtremeActivations(int k, int n)
+    {
+        var random = new Random(29);
+        int blocks = k / 256;
+        long rowBytes = ActivationQuantizer.RowBytes(ActivationFormat.Q8_K, k);
+        var xq = new byte[rowBytes * n];
+        for (int t = 0; t < n; t++)
+            for (int b = 0; b < blocks; b++)
+            {
+                int o = (int)(t * rowBytes) + b * KQuant.Q8BlockBytes;
+                BitConverter.TryWriteBytes(xq.AsSpan(o), 0.01f * (1 + t));
+                for (int g = 0; g < 16; g++)
+                {
+                    int sum = 0;
+                    for (int e = 16 * g; e < 16 * g + 16; e++)
+                    {
+                        sbyte v = (sbyte)(((t + b) % 3) switch { 0 => 127, 1 => -127, _ => random.Next(2) == 0 ? 127 : -127 });
+                        xq[o + KQuant.Q8Quants + e] = (byte)v;
+                        sum += v;
+                    }
+                    BitConverter.TryWriteBytes(xq.AsSpan(o + KQuant.Q8Bsums + 2 * g), (short)sum);
+                }
+            }
+        return xq;
+    }
+
+    /// <summary>Every path's tile of w against the n activation rows equals ReferenceDot on the file layout, bit for bit.</summary>
+    private static void AssertPathsMatchReference(Tensor w, byte[] xq, int n, List<(string, TilePath)> paths)
+    {
+        GgmlType type = w.Type;
+        int k = w.RowLength, rows = (int)w.RowCount;
         using var m = RepackedMatrix.Pack(w)!;
         Assert.NotNull(m);
-        byte[] xq = Activations(k, n, n);
         long xStride = xq.Length / n;
         var expected = new float[n * rows];
         fixed (byte* px = xq)
@@ -65,7 +165,7 @@ public unsafe class KPanelKernelTests
                     expected[t * rows + r] = KPanelKernels.ReferenceDot(type, w.Data + r * w.RowStride, px + t * xStride, k);
         Assert.Contains(expected, v => v != 0);
 
-        foreach (var (name, path) in Paths())
+        foreach (var (name, path) in paths)
         {
             var actual = new float[n * rows + 1];
             actual[^1] = 42;

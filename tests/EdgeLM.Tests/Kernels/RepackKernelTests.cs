@@ -4,6 +4,7 @@ using EdgeLM.Formats;
 using EdgeLM.Kernels;
 using EdgeLM.Kernels.Quantized;
 using EdgeLM.Tensors;
+using EdgeLM.Tests.Support;
 
 namespace EdgeLM.Tests.Kernels;
 
@@ -38,7 +39,7 @@ public unsafe class RepackKernelTests
     {
         var paths = new List<(string, TilePath)> { ("scalar", RepackKernels.TileScalar), ("portable128", RepackKernels.Tile128Portable) };
         if (Vector128.IsHardwareAccelerated) paths.Add(("vector128", RepackKernels.Tile128));
-        if (Avx2.IsSupported && Fma.IsSupported) paths.Add(("avx2", RepackKernels.TileAvx2));
+        if (Avx2.IsSupported && Fma.IsSupported) paths.Add(("avx2", RepackKernels.TileAvx2<RepackKernels.Avx2ByteDot>));
         paths.Add(("dispatch", RepackKernels.Tile));
         return paths;
     }
@@ -61,17 +62,108 @@ public unsafe class RepackKernelTests
         const int rows = 16;
         var (w, buffer) = RandomWeight(type, k, rows, k + n);
         using var _ = buffer;
-        var m = RepackedMatrix.Pack(w)!;
-        Assert.NotNull(m);
         var (xq, info) = Activations(k, n, n);
+        AssertPathsMatchReference(w, xq, info, n, Paths());
+    }
+
+    /// <summary>
+    /// The integer sums at their largest: Q8_0 levels -128 and 127, Q4_0/Q5_0 unsigned levels 15/31 (and 0), against
+    /// activations of +-127, signed so that products of both signs add up. One maddubs pair then reaches 2 * 128 * 127
+    /// (Q8_0), and the AVX2 op's 16-bit runs 8 * 2 * 15 * 127 (Q4_0) or 2 * 2 * 31 * 127 (Q5_0): had any of them
+    /// saturated or wrapped, the AVX2 path would differ from the reference here (and from vpdpbusd, which does not).
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q8_0)]
+    public void ExtremeLevelsDoNotSaturateAnyPath(GgmlType type)
+    {
+        var (w, buffer) = ExtremeWeight(type, k: 256, rows: 16);
+        using var _ = buffer;
+        var (xq, info) = ExtremeActivations(k: 256, n: 5);
+        AssertPathsMatchReference(w, xq, info, 5, Paths());
+    }
+
+    [SkippableFact]
+    public void AvxVnniPathEqualsTheReferenceBitwise()
+    {
+        SkipTest.Unless(Avx2.IsSupported && Fma.IsSupported && AvxVnni.IsSupported, "AVX-VNNI is not supported on this CPU (or disabled by DOTNET_EnableAVXVNNI=0)");
+        List<(string, TilePath)> vnni = [("avx-vnni", RepackKernels.TileAvx2<RepackKernels.VnniByteDot>), ("dispatch", RepackKernels.Tile)];
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0 })
+        {
+            foreach (var (k, n) in new[] { (896, 1), (896, 5), (96, 67), (4864, 3) })
+            {
+                var (w, buffer) = RandomWeight(type, k, 16, k + n);
+                using var _ = buffer;
+                var (xq, info) = Activations(k, n, n);
+                AssertPathsMatchReference(w, xq, info, n, vnni);
+            }
+            var (e, eBuffer) = ExtremeWeight(type, k: 256, rows: 16);
+            using var __ = eBuffer;
+            var (exq, einfo) = ExtremeActivations(k: 256, n: 5);
+            AssertPathsMatchReference(e, exq, einfo, 5, vnni);
+        }
+    }
+
+    /// <summary>Blocks of the file layout at the levels' extremes: per row and block uniformly high, low, or mixed.</summary>
+    private static (Tensor, NativeBuffer) ExtremeWeight(GgmlType type, int k, int rows)
+    {
+        long bytes = Tensor.ExpectedBytes(type, [k, rows]);
+        var buffer = new NativeBuffer(bytes);
+        var random = new Random(17);
+        int blockBytes = GgmlTypeInfo.BlockBytes(type);
+        for (int r = 0; r < rows; r++)
+            for (int b = 0; b < k / 32; b++)
+            {
+                byte* block = buffer.Pointer + (long)r * (k / 32) * blockBytes + (long)b * blockBytes;
+                *(ushort*)block = (ushort)(0x3C00 + 0x400 * ((r + b) % 3) | ((r & 4) << 13)); // 1, 2 or 4, some negative
+                int pattern = (r + b) % 3;
+                // Q8_0 levels: 127 or -128; Q4_0/Q5_0 bytes: all bits set (u = 15 or 31) or none (u = 0).
+                byte high = type == GgmlType.Q8_0 ? (byte)127 : (byte)0xFF, low = type == GgmlType.Q8_0 ? (byte)0x80 : (byte)0;
+                for (int i = 2; i < blockBytes; i++)
+                    block[i] = pattern switch { 0 => high, 1 => low, _ => random.Next(2) == 0 ? high : low };
+            }
+        return (new Tensor("w", type, [k, rows], buffer.Pointer, bytes), buffer);
+    }
+
+    /// <summary>Q8_0 activation rows of +-127 only (per token and block: all +127, all -127, or mixed), with their side data.</summary>
+    private static (byte[] Xq, byte[] Info) ExtremeActivations(int k, int n)
+    {
+        var random = new Random(23);
+        int blocks = k / 32;
+        long rowBytes = ActivationQuantizer.RowBytes(ActivationFormat.Q8_0, k);
+        var xq = new byte[rowBytes * n];
+        var info = new byte[(long)blocks * RepackKernels.ActivationInfoBytes * n];
+        for (int t = 0; t < n; t++)
+            for (int b = 0; b < blocks; b++)
+            {
+                int o = (int)(t * rowBytes) + b * 34;
+                BitConverter.TryWriteBytes(xq.AsSpan(o), (ushort)(0x2000 + 0x400 * (t % 2)));
+                for (int e = 0; e < 32; e++)
+                    xq[o + 2 + e] = (byte)(sbyte)(((t + b) % 3) switch { 0 => 127, 1 => -127, _ => random.Next(2) == 0 ? 127 : -127 });
+            }
+        fixed (byte* px = xq, pi = info)
+            for (int t = 0; t < n; t++)
+                RepackKernels.ActivationInfoRow(px + t * rowBytes, blocks, pi + (long)t * blocks * RepackKernels.ActivationInfoBytes);
+        return (xq, info);
+    }
+
+    /// <summary>Every path's tile of w against the n activation rows equals ReferenceDot on the file layout, bit for bit.</summary>
+    private static void AssertPathsMatchReference(Tensor w, byte[] xq, byte[] info, int n, List<(string, TilePath)> paths)
+    {
+        GgmlType type = w.Type;
+        int k = w.RowLength, rows = (int)w.RowCount;
+        using var m = RepackedMatrix.Pack(w)!;
+        Assert.NotNull(m);
         long xStride = xq.Length / n, infoStride = info.Length / n;
         var expected = new float[n * rows];
         fixed (byte* px = xq)
             for (int t = 0; t < n; t++)
                 for (int r = 0; r < rows; r++)
                     expected[t * rows + r] = RepackKernels.ReferenceDot(type, w.Data + r * w.RowStride, px + t * xStride, k);
+        Assert.Contains(expected, v => v != 0);
 
-        foreach (var (name, path) in Paths())
+        foreach (var (name, path) in paths)
         {
             var actual = new float[n * rows + 1];
             actual[^1] = 42;

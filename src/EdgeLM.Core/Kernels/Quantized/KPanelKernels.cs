@@ -174,7 +174,11 @@ public static unsafe class KPanelKernels
     /// </summary>
     public static void Tile(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
     {
-        if (Avx2.IsSupported && Fma.IsSupported) TileAvx2(m, panels, panelCount, x, xStride, cols, y, yStride);
+        if (Avx2.IsSupported && Fma.IsSupported)
+        {
+            if (AvxVnni.IsSupported) TileAvx2<VnniWordDot>(m, panels, panelCount, x, xStride, cols, y, yStride);
+            else TileAvx2<Avx2WordDot>(m, panels, panelCount, x, xStride, cols, y, yStride);
+        }
         else if (Vector128.IsHardwareAccelerated) Tile128(m, panels, panelCount, x, xStride, cols, y, yStride);
         else TileScalar(m, panels, panelCount, x, xStride, cols, y, yStride);
     }
@@ -229,16 +233,46 @@ public static unsafe class KPanelKernels
         }
     }
 
-    // ---------------------------------------------------------------- AVX2
+    // ---------------------------------------------------------------- AVX2 and AVX-VNNI
 
-    internal static void TileAvx2(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
+    /// <summary>
+    /// acc + per 32-bit lane a[2i] * b[2i] + a[2i + 1] * b[2i + 1] of 16-bit lanes: the scale multiply-add of the
+    /// sub-block sums. The panel kernels have one body for both ops and differ only in this type parameter.
+    /// <para>
+    /// Both ops give the same bits whatever the operands: vpdpwssd adds the two exact products to the lane modulo 2^32,
+    /// and pmaddwd then vpaddd do the same (pmaddwd's one overflow, (-32768)^2 * 2 = 2^31, wraps to -2^31, which is the
+    /// same value modulo 2^32). The 16-bit sums fed to it are exact because every maddubs pair and 16-bit run stays
+    /// below 2^15 (see <see cref="SubBlock{TPanel,TCols,TSub,TDot}"/>; activations are Q8_K levels, |x| &lt;= 127).
+    /// </para>
+    /// </summary>
+    internal interface IWordDot256
     {
-        if (m.Type == GgmlType.Q4_K) TileAvx2<Q4Panel>(m, panels, panelCount, x, xStride, cols, y, yStride);
-        else TileAvx2<Q6Panel>(m, panels, panelCount, x, xStride, cols, y, yStride);
+        static abstract Vector256<int> Add(Vector256<int> acc, Vector256<short> a, Vector256<short> b);
     }
 
-    private static void TileAvx2<TPanel>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
-        where TPanel : IKPanel
+    internal struct Avx2WordDot : IWordDot256
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Add(Vector256<int> acc, Vector256<short> a, Vector256<short> b) => acc + Avx2.MultiplyAddAdjacent(a, b);
+    }
+
+    /// <summary>vpdpwssd: the multiply-add and the accumulation in one instruction.</summary>
+    internal struct VnniWordDot : IWordDot256
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Add(Vector256<int> acc, Vector256<short> a, Vector256<short> b) => AvxVnni.MultiplyWideningAndAdd(acc, a, b);
+    }
+
+    /// <summary>The AVX2 tile with the scale multiply-add <typeparamref name="TDot"/>: the same bits whichever op runs.</summary>
+    internal static void TileAvx2<TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
+        where TDot : IWordDot256
+    {
+        if (m.Type == GgmlType.Q4_K) TileAvx2<Q4Panel, TDot>(m, panels, panelCount, x, xStride, cols, y, yStride);
+        else TileAvx2<Q6Panel, TDot>(m, panels, panelCount, x, xStride, cols, y, yStride);
+    }
+
+    private static void TileAvx2<TPanel, TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
+        where TPanel : IKPanel where TDot : IWordDot256
     {
         int blocks = m.Blocks;
         long panelStride = m.PanelStride;
@@ -248,9 +282,9 @@ public static unsafe class KPanelKernels
             float* yp = y + p * Rows;
             int c = 0;
             for (; c + 4 <= cols; c += 4)
-                PanelAvx2<TPanel, FourColumns>(panel, blocks, x + c * xStride, xStride, yp + c * yStride, yStride);
+                PanelAvx2<TPanel, FourColumns, TDot>(panel, blocks, x + c * xStride, xStride, yp + c * yStride, yStride);
             for (; c < cols; c++)
-                PanelAvx2<TPanel, OneColumn>(panel, blocks, x + c * xStride, xStride, yp + c * yStride, yStride);
+                PanelAvx2<TPanel, OneColumn, TDot>(panel, blocks, x + c * xStride, xStride, yp + c * yStride, yStride);
         }
     }
 
@@ -379,9 +413,9 @@ public static unsafe class KPanelKernels
     /// (2 * 2 * 63 * 127 &lt; 2^15), one multiply-add per pair with its 16-value group's scale.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void SubBlock<TPanel, TCols, TSub>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
+    private static void SubBlock<TPanel, TCols, TSub, TDot>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
         ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-        where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub
+        where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub where TDot : IWordDot256
     {
         int j = chunk * TPanel.SubBlocksPerChunk + TSub.T;
         int xo = 32 * j;
@@ -397,22 +431,22 @@ public static unsafe class KPanelKernels
             Q4Group<TPanel, TCols, TSub>(record, chunk, 6, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 7, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             var sc = DupUnsigned(record + Q4Scales + 8 * j);
-            s0 += Avx2.MultiplyAddAdjacent(a0, sc);
+            s0 = TDot.Add(s0, a0, sc);
             if (TCols.Count == 4)
             {
-                s1 += Avx2.MultiplyAddAdjacent(a1, sc);
-                s2 += Avx2.MultiplyAddAdjacent(a2, sc);
-                s3 += Avx2.MultiplyAddAdjacent(a3, sc);
+                s1 = TDot.Add(s1, a1, sc);
+                s2 = TDot.Add(s2, a2, sc);
+                s3 = TDot.Add(s3, a3, sc);
             }
         }
         else
         {
             var sc = DupSigned(record + Q6Scales + 16 * j, 0);
-            Q6Pair<TPanel, TCols, TSub>(record, chunk, 0, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
-            Q6Pair<TPanel, TCols, TSub>(record, chunk, 2, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
+            Q6Pair<TPanel, TCols, TSub, TDot>(record, chunk, 0, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
+            Q6Pair<TPanel, TCols, TSub, TDot>(record, chunk, 2, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
             sc = DupSigned(record + Q6Scales + 16 * j, 1);
-            Q6Pair<TPanel, TCols, TSub>(record, chunk, 4, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
-            Q6Pair<TPanel, TCols, TSub>(record, chunk, 6, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
+            Q6Pair<TPanel, TCols, TSub, TDot>(record, chunk, 4, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
+            Q6Pair<TPanel, TCols, TSub, TDot>(record, chunk, 6, sc, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref s0, ref s1, ref s2, ref s3);
         }
     }
 
@@ -434,19 +468,19 @@ public static unsafe class KPanelKernels
 
     /// <summary>Q6_K groups g and g + 1 of a sub-block, scaled into the 32-bit sums.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q6Pair<TPanel, TCols, TSub>(byte* record, int chunk, int g, Vector256<short> sc, byte* q0, byte* q1, byte* q2, byte* q3,
+    private static void Q6Pair<TPanel, TCols, TSub, TDot>(byte* record, int chunk, int g, Vector256<short> sc, byte* q0, byte* q1, byte* q2, byte* q3,
         ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-        where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub
+        where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub where TDot : IWordDot256
     {
         var l0 = TPanel.Levels<TSub>(record, chunk, g);
         var l1 = TPanel.Levels<TSub>(record, chunk, g + 1);
         int o = 4 * g;
-        s0 += Avx2.MultiplyAddAdjacent(Madd(l0, q0 + o) + Madd(l1, q0 + o + 4), sc);
+        s0 = TDot.Add(s0, Madd(l0, q0 + o) + Madd(l1, q0 + o + 4), sc);
         if (TCols.Count == 4)
         {
-            s1 += Avx2.MultiplyAddAdjacent(Madd(l0, q1 + o) + Madd(l1, q1 + o + 4), sc);
-            s2 += Avx2.MultiplyAddAdjacent(Madd(l0, q2 + o) + Madd(l1, q2 + o + 4), sc);
-            s3 += Avx2.MultiplyAddAdjacent(Madd(l0, q3 + o) + Madd(l1, q3 + o + 4), sc);
+            s1 = TDot.Add(s1, Madd(l0, q1 + o) + Madd(l1, q1 + o + 4), sc);
+            s2 = TDot.Add(s2, Madd(l0, q2 + o) + Madd(l1, q2 + o + 4), sc);
+            s3 = TDot.Add(s3, Madd(l0, q3 + o) + Madd(l1, q3 + o + 4), sc);
         }
     }
 
@@ -455,27 +489,27 @@ public static unsafe class KPanelKernels
     /// helpers would become calls), while a call per pair costs little against 512 values of 8 rows.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void SubBlockPair<TPanel, TCols, TA, TB>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
+    private static void SubBlockPair<TPanel, TCols, TA, TB, TDot>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
         ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-        where TPanel : IKPanel where TCols : IColumnCount where TA : ISub where TB : ISub
+        where TPanel : IKPanel where TCols : IColumnCount where TA : ISub where TB : ISub where TDot : IWordDot256
     {
         Vector256<int> a0 = s0, a1 = default, a2 = default, a3 = default;
         if (TCols.Count == 4) { a1 = s1; a2 = s2; a3 = s3; }
-        SubBlock<TPanel, TCols, TA>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
-        SubBlock<TPanel, TCols, TB>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
+        SubBlock<TPanel, TCols, TA, TDot>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
+        SubBlock<TPanel, TCols, TB, TDot>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
         s0 = a0;
         if (TCols.Count == 4) { s1 = a1; s2 = a2; s3 = a3; }
     }
 
     /// <summary>One Q6_K sub-block as its own method (two of them already exceed the inlining budget).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void SubBlockAlone<TPanel, TCols, TSub>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
+    private static void SubBlockAlone<TPanel, TCols, TSub, TDot>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
         ref Vector256<int> s0, ref Vector256<int> s1, ref Vector256<int> s2, ref Vector256<int> s3)
-        where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub
+        where TPanel : IKPanel where TCols : IColumnCount where TSub : ISub where TDot : IWordDot256
     {
         Vector256<int> a0 = s0, a1 = default, a2 = default, a3 = default;
         if (TCols.Count == 4) { a1 = s1; a2 = s2; a3 = s3; }
-        SubBlock<TPanel, TCols, TSub>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
+        SubBlock<TPanel, TCols, TSub, TDot>(record, chunk, q0, q1, q2, q3, ref a0, ref a1, ref a2, ref a3);
         s0 = a0;
         if (TCols.Count == 4) { s1 = a1; s2 = a2; s3 = a3; }
     }
@@ -509,8 +543,8 @@ public static unsafe class KPanelKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // Tier-0 code would call every unrolled helper
-    private static void PanelAvx2<TPanel, TCols>(byte* panel, int blocks, byte* x, long xStride, float* y, long yStride)
-        where TPanel : IKPanel where TCols : IColumnCount
+    private static void PanelAvx2<TPanel, TCols, TDot>(byte* panel, int blocks, byte* x, long xStride, float* y, long yStride)
+        where TPanel : IKPanel where TCols : IColumnCount where TDot : IWordDot256
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         byte* record = panel;
@@ -532,14 +566,14 @@ public static unsafe class KPanelKernels
             {
                 if (TPanel.SubBlocksPerChunk == 2)
                 {
-                    SubBlockPair<TPanel, TCols, Sub0, Sub1>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockPair<TPanel, TCols, Sub0, Sub1, TDot>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
                 }
                 else
                 {
-                    SubBlockAlone<TPanel, TCols, Sub0>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
-                    SubBlockAlone<TPanel, TCols, Sub1>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
-                    SubBlockAlone<TPanel, TCols, Sub2>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
-                    SubBlockAlone<TPanel, TCols, Sub3>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockAlone<TPanel, TCols, Sub0, TDot>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockAlone<TPanel, TCols, Sub1, TDot>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockAlone<TPanel, TCols, Sub2, TDot>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
+                    SubBlockAlone<TPanel, TCols, Sub3, TDot>(record, chunk, q0, q1, q2, q3, ref s0, ref s1, ref s2, ref s3);
                 }
             }
             var d = Halfs8(record);

@@ -28,6 +28,15 @@ public static unsafe class RepackKernels
     public const int ActivationInfoBytes = 8;
     private const float TwoPow112 = 5.192296858534828e33f; // 2^112
 
+    /// <summary>
+    /// The integer dot product the quantized kernels (these panels, the k-quant panels and the unpacked block kernels)
+    /// run on this machine, as their Tile methods dispatch: "avx-vnni", "avx2", "arm-dotprod", "vector128" or "scalar".
+    /// </summary>
+    public static string IntegerDotPath =>
+        Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? "avx-vnni" : "avx2")
+        : Vector128.IsHardwareAccelerated ? (Dp.IsSupported ? "arm-dotprod" : "vector128")
+        : "scalar";
+
     /// <summary>Fills the per-block side data of one Q8_0 activation row of <paramref name="blocks"/> blocks.</summary>
     public static void ActivationInfoRow(byte* xq, int blocks, byte* info)
     {
@@ -57,19 +66,24 @@ public static unsafe class RepackKernels
     public static void Tile(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
         int cols, float* y, long yStride)
     {
-        if (Avx2.IsSupported && Fma.IsSupported) TileAvx2(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+        if (Avx2.IsSupported && Fma.IsSupported)
+        {
+            if (AvxVnni.IsSupported) TileAvx2<VnniByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+            else TileAvx2<Avx2ByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+        }
         else if (Vector128.IsHardwareAccelerated) Tile128(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
         else TileScalar(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
     }
 
-    internal static void TileAvx2(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
-        int cols, float* y, long yStride)
+    /// <summary>The AVX2 tile with the byte dot product <typeparamref name="TDot"/>: the same bits whichever op runs.</summary>
+    internal static void TileAvx2<TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride) where TDot : IByteDot256
     {
         switch (m.Type)
         {
-            case GgmlType.Q4_0: TileAvx2<Q4_0Panel>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
-            case GgmlType.Q5_0: TileAvx2<Q5_0Panel>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
-            default: TileAvx2<Q8_0Panel>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
+            case GgmlType.Q4_0: TileAvx2<Q4_0Panel, TDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
+            case GgmlType.Q5_0: TileAvx2<Q5_0Panel, TDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
+            default: TileAvx2<Q8_0Panel, TDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride); break;
         }
     }
 
@@ -139,7 +153,61 @@ public static unsafe class RepackKernels
         return acc;
     }
 
-    // ---------------------------------------------------------------- AVX2
+    // ---------------------------------------------------------------- AVX2 and AVX-VNNI
+
+    /// <summary>
+    /// Exact sums of unsigned-by-signed byte products into 8 int lanes, 4 adjacent products per lane (vpdpbusd's
+    /// grouping), accumulated in runs: <see cref="Open"/> a run on a total, <see cref="Add"/> 32-byte groups to it,
+    /// <see cref="Close"/> it into that total. What a run holds is the op's business, so the panel kernels have one body
+    /// for both ops and differ only in this type parameter.
+    /// <para>
+    /// Both ops give the same integers, so the same bits: vpdpbusd adds each group of 4 products to 32-bit lanes without
+    /// saturation, while the AVX2 op's maddubs saturates a pair of products to 16 bits and its runs add those pairs in
+    /// 16-bit lanes (wrapping), which is exact only below 2^15. Every caller keeps within that: activations are Q8_0
+    /// levels, |x| &lt;= 127 (ActivationQuantizer divides by amax / 127 and never yields -128), and the unsigned operand
+    /// is at most 15 (Q4_0), 31 (Q5_0) or 128 (|w| of Q8_0), so one maddubs pair reaches 2 * 15 * 127 = 3810, 7874 or
+    /// 32512 (&lt; 32767); runs are sized by format: Q4_0 a whole block (8 groups, 8 * 3810 = 30480), Q5_0 two groups
+    /// (15748), Q8_0 one group. The integer sums are then exact in both, and integer addition is associative, so how
+    /// either op groups the products does not matter. ExtremeLevelsDoNotSaturateAnyPath pins this on the AVX2 op.
+    /// </para>
+    /// </summary>
+    internal interface IByteDot256
+    {
+        /// <summary>A run whose <see cref="Close"/> adds to <paramref name="total"/>.</summary>
+        static abstract Vector256<int> Open(Vector256<int> total);
+        /// <summary>The run plus, per lane, the 4 products of a's unsigned bytes with b's signed bytes.</summary>
+        static abstract Vector256<int> Add(Vector256<int> run, Vector256<byte> a, Vector256<sbyte> b);
+        /// <summary>The total the run was opened on plus the run's sums.</summary>
+        static abstract Vector256<int> Close(Vector256<int> total, Vector256<int> run);
+    }
+
+    /// <summary>maddubs pairs summed in 16-bit lanes while the run is open, widened with one madd by ones on close.</summary>
+    internal struct Avx2ByteDot : IByteDot256
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Open(Vector256<int> total) => Vector256<int>.Zero;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Add(Vector256<int> run, Vector256<byte> a, Vector256<sbyte> b) =>
+            (run.AsInt16() + Avx2.MultiplyAddAdjacent(a, b)).AsInt32();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Close(Vector256<int> total, Vector256<int> run) =>
+            total + Avx2.MultiplyAddAdjacent(run.AsInt16(), Vector256.Create((short)1));
+    }
+
+    /// <summary>vpdpbusd straight into the total: the run is the total itself, one instruction per group.</summary>
+    internal struct VnniByteDot : IByteDot256
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Open(Vector256<int> total) => total;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Add(Vector256<int> run, Vector256<byte> a, Vector256<sbyte> b) => AvxVnni.MultiplyWideningAndAdd(run, a, b);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Close(Vector256<int> total, Vector256<int> run) => run;
+    }
 
     /// <summary>The 8 rows' scales times 2^-112 (see the class remarks), exact.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -158,8 +226,8 @@ public static unsafe class RepackKernels
     private static Vector256<float> Accumulate(Vector256<float> scales, byte* info, Vector256<int> isum, Vector256<float> acc) =>
         Fma.MultiplyAdd(scales * Vector256.Create(*(float*)info), Avx.ConvertToVector256Single(isum), acc);
 
-    private static void TileAvx2<TPanel>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
-        int cols, float* y, long yStride) where TPanel : IPanelAvx2
+    private static void TileAvx2<TPanel, TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, byte* info, long infoStride,
+        int cols, float* y, long yStride) where TPanel : IPanelAvx2 where TDot : IByteDot256
     {
         int blocks = m.Blocks;
         long panelStride = m.PanelStride;
@@ -169,16 +237,17 @@ public static unsafe class RepackKernels
             float* yp = y + p * RepackedMatrix.PanelRows;
             int c = 0;
             for (; c + 4 <= cols; c += 4)
-                TPanel.Columns4(panel, blocks, x + c * xStride, xStride, info + c * infoStride, infoStride, yp + c * yStride, yStride);
+                TPanel.Columns4<TDot>(panel, blocks, x + c * xStride, xStride, info + c * infoStride, infoStride, yp + c * yStride, yStride);
             for (; c < cols; c++)
-                TPanel.Column1(panel, blocks, x + c * xStride, info + c * infoStride, yp + c * yStride);
+                TPanel.Column1<TDot>(panel, blocks, x + c * xStride, info + c * infoStride, yp + c * yStride);
         }
     }
 
     private interface IPanelAvx2
     {
-        static abstract void Column1(byte* panel, int blocks, byte* x, byte* info, float* y);
-        static abstract void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride);
+        static abstract void Column1<TDot>(byte* panel, int blocks, byte* x, byte* info, float* y) where TDot : IByteDot256;
+        static abstract void Columns4<TDot>(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+            where TDot : IByteDot256;
     }
 
     /// <summary>Q4_0 and Q5_0: unsigned levels u (0..15 or 0..31), level = u - Offset.</summary>
@@ -187,7 +256,10 @@ public static unsafe class RepackKernels
         static abstract int Offset { get; }
         static abstract int RecordBytes { get; }
         static abstract int NibbleOffset { get; }
-        /// <summary>Whether the 8 maddubs results of a block can be summed in 16-bit lanes (|sum| &lt;= 8 * 2 * 15 * 127).</summary>
+        /// <summary>
+        /// Whether one dot-product run (<see cref="IByteDot256"/>) may span a whole block of 8 groups: 16-bit lanes of at
+        /// most 8 * 2 * 15 * 127 = 30480 for Q4_0; Q5_0 would reach 62992, so it closes a run every two groups (15748).
+        /// </summary>
         static abstract bool Int16Block { get; }
         /// <summary>Levels u of groups j (low nibbles) and j + 4 (high nibbles).</summary>
         static abstract void Decode(byte* record, int j, out Vector256<byte> low, out Vector256<byte> high);
@@ -209,9 +281,10 @@ public static unsafe class RepackKernels
             high = Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
         }
 
-        public static void Column1(byte* panel, int blocks, byte* x, byte* info, float* y) => NibbleColumn1<Q4_0Panel>(panel, blocks, x, info, y);
-        public static void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride) =>
-            NibbleColumns4<Q4_0Panel>(panel, blocks, x, xStride, info, infoStride, y, yStride);
+        public static void Column1<TDot>(byte* panel, int blocks, byte* x, byte* info, float* y) where TDot : IByteDot256 =>
+            NibbleColumn1<Q4_0Panel, TDot>(panel, blocks, x, info, y);
+        public static void Columns4<TDot>(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+            where TDot : IByteDot256 => NibbleColumns4<Q4_0Panel, TDot>(panel, blocks, x, xStride, info, infoStride, y, yStride);
     }
 
     private struct Q5_0Panel : INibbles, IPanelAvx2
@@ -233,25 +306,28 @@ public static unsafe class RepackKernels
             high = (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) | ((fifth >>> j).AsByte() & bit);
         }
 
-        public static void Column1(byte* panel, int blocks, byte* x, byte* info, float* y) => NibbleColumn1<Q5_0Panel>(panel, blocks, x, info, y);
-        public static void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride) =>
-            NibbleColumns4<Q5_0Panel>(panel, blocks, x, xStride, info, infoStride, y, yStride);
+        public static void Column1<TDot>(byte* panel, int blocks, byte* x, byte* info, float* y) where TDot : IByteDot256 =>
+            NibbleColumn1<Q5_0Panel, TDot>(panel, blocks, x, info, y);
+        public static void Columns4<TDot>(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+            where TDot : IByteDot256 => NibbleColumns4<Q5_0Panel, TDot>(panel, blocks, x, xStride, info, infoStride, y, yStride);
     }
 
-    /// <summary>maddubs of groups j and j + 4 against one token's activation block (16-bit lanes, at most 2 * 2 * 31 * 127).</summary>
+    /// <summary>
+    /// Adds groups j (low levels) and j + 4 (high levels) of one token's activation block to a run: 2 groups of 4
+    /// products per lane.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<short> PairDot(Vector256<byte> low, Vector256<byte> high, byte* xq, int j) =>
-        Avx2.MultiplyAddAdjacent(low, Broadcast256(xq + 4 * j)) + Avx2.MultiplyAddAdjacent(high, Broadcast256(xq + 16 + 4 * j));
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Widen16(Vector256<short> sums) => Avx2.MultiplyAddAdjacent(sums, Vector256.Create((short)1));
+    private static Vector256<int> PairDot<TDot>(Vector256<int> run, Vector256<byte> low, Vector256<byte> high, byte* xq, int j)
+        where TDot : IByteDot256 =>
+        TDot.Add(TDot.Add(run, low, Broadcast256(xq + 4 * j)), high, Broadcast256(xq + 16 + 4 * j));
 
     /// <summary>The exact sum(u x) - Offset * sum(x) of the 8 rows with one token.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Finish<TPanel>(Vector256<short> sums16, Vector256<int> sums32, byte* info) where TPanel : INibbles =>
-        (TPanel.Int16Block ? Widen16(sums16) : sums32) - Vector256.Create(TPanel.Offset * *(int*)(info + 4));
+    private static Vector256<int> Finish<TPanel>(Vector256<int> isum, byte* info) where TPanel : INibbles =>
+        isum - Vector256.Create(TPanel.Offset * *(int*)(info + 4));
 
-    private static void NibbleColumn1<TPanel>(byte* panel, int blocks, byte* x, byte* info, float* y) where TPanel : INibbles
+    private static void NibbleColumn1<TPanel, TDot>(byte* panel, int blocks, byte* x, byte* info, float* y)
+        where TPanel : INibbles where TDot : IByteDot256
     {
         Vector256<float> acc = default;
         byte* record = panel;
@@ -259,22 +335,25 @@ public static unsafe class RepackKernels
         {
             StreamPrefetch.Ahead(record, TPanel.RecordBytes);
             byte* xq = x + 2;
-            Vector256<short> s16 = default;
-            Vector256<int> s32 = default;
+            Vector256<int> sum = default;
+            var run = TDot.Open(sum);
             for (int j = 0; j < 4; j++)
             {
                 TPanel.Decode(record, j, out var low, out var high);
-                var pair = PairDot(low, high, xq, j);
-                if (TPanel.Int16Block) s16 += pair;
-                else s32 += Widen16(pair);
+                run = PairDot<TDot>(run, low, high, xq, j);
+                if (!TPanel.Int16Block && j < 3)
+                {
+                    sum = TDot.Close(sum, run);
+                    run = TDot.Open(sum);
+                }
             }
-            acc = Accumulate(Scales256(record), info, Finish<TPanel>(s16, s32, info), acc);
+            acc = Accumulate(Scales256(record), info, Finish<TPanel>(TDot.Close(sum, run), info), acc);
         }
         acc.Store(y);
     }
 
-    private static void NibbleColumns4<TPanel>(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
-        where TPanel : INibbles
+    private static void NibbleColumns4<TPanel, TDot>(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+        where TPanel : INibbles where TDot : IByteDot256
     {
         Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
         byte* record = panel;
@@ -283,23 +362,27 @@ public static unsafe class RepackKernels
         for (int b = 0; b < blocks; b++, record += TPanel.RecordBytes)
         {
             int xo = b * ActivationBlockBytes, io = b * ActivationInfoBytes;
-            Vector256<short> a0 = default, a1 = default, a2 = default, a3 = default;
-            Vector256<int> b0 = default, b1 = default, b2 = default, b3 = default;
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            Vector256<int> r0 = TDot.Open(s0), r1 = TDot.Open(s1), r2 = TDot.Open(s2), r3 = TDot.Open(s3);
             for (int j = 0; j < 4; j++)
             {
                 TPanel.Decode(record, j, out var low, out var high);
-                var p0 = PairDot(low, high, x0 + xo, j);
-                var p1 = PairDot(low, high, x1 + xo, j);
-                var p2 = PairDot(low, high, x2 + xo, j);
-                var p3 = PairDot(low, high, x3 + xo, j);
-                if (TPanel.Int16Block) { a0 += p0; a1 += p1; a2 += p2; a3 += p3; }
-                else { b0 += Widen16(p0); b1 += Widen16(p1); b2 += Widen16(p2); b3 += Widen16(p3); }
+                r0 = PairDot<TDot>(r0, low, high, x0 + xo, j);
+                r1 = PairDot<TDot>(r1, low, high, x1 + xo, j);
+                r2 = PairDot<TDot>(r2, low, high, x2 + xo, j);
+                r3 = PairDot<TDot>(r3, low, high, x3 + xo, j);
+                if (!TPanel.Int16Block && j < 3)
+                {
+                    s0 = TDot.Close(s0, r0); s1 = TDot.Close(s1, r1); s2 = TDot.Close(s2, r2); s3 = TDot.Close(s3, r3);
+                    r0 = TDot.Open(s0); r1 = TDot.Open(s1); r2 = TDot.Open(s2); r3 = TDot.Open(s3);
+                }
             }
+            s0 = TDot.Close(s0, r0); s1 = TDot.Close(s1, r1); s2 = TDot.Close(s2, r2); s3 = TDot.Close(s3, r3);
             var scales = Scales256(record);
-            acc0 = Accumulate(scales, i0 + io, Finish<TPanel>(a0, b0, i0 + io), acc0);
-            acc1 = Accumulate(scales, i1 + io, Finish<TPanel>(a1, b1, i1 + io), acc1);
-            acc2 = Accumulate(scales, i2 + io, Finish<TPanel>(a2, b2, i2 + io), acc2);
-            acc3 = Accumulate(scales, i3 + io, Finish<TPanel>(a3, b3, i3 + io), acc3);
+            acc0 = Accumulate(scales, i0 + io, Finish<TPanel>(s0, i0 + io), acc0);
+            acc1 = Accumulate(scales, i1 + io, Finish<TPanel>(s1, i1 + io), acc1);
+            acc2 = Accumulate(scales, i2 + io, Finish<TPanel>(s2, i2 + io), acc2);
+            acc3 = Accumulate(scales, i3 + io, Finish<TPanel>(s3, i3 + io), acc3);
         }
         acc0.Store(y);
         acc1.Store(y + yStride);
@@ -307,16 +390,18 @@ public static unsafe class RepackKernels
         acc3.Store(y + 3 * yStride);
     }
 
-    /// <summary>Q8_0: signed levels, |w| times x with w's sign (maddubs pairs stay below 2 * 128 * 127).</summary>
+    /// <summary>Q8_0: signed levels, as |w| times x with w's sign (x is never -128, so the sign never wraps).</summary>
     private struct Q8_0Panel : IPanelAvx2
     {
         private const int RecordBytes = 272;
 
+        /// <summary>total + group j's dot, a run of one group (a maddubs pair reaches 2 * 128 * 127: two would overflow 16 bits).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<int> GroupDot(Vector256<byte> magnitude, Vector256<sbyte> levels, byte* xq, int j) =>
-            Widen16(Avx2.MultiplyAddAdjacent(magnitude, Avx2.Sign(Broadcast256(xq + 4 * j), levels)));
+        private static Vector256<int> GroupDot<TDot>(Vector256<int> total, Vector256<byte> magnitude, Vector256<sbyte> levels, byte* xq, int j)
+            where TDot : IByteDot256 =>
+            TDot.Close(total, TDot.Add(TDot.Open(total), magnitude, Avx2.Sign(Broadcast256(xq + 4 * j), levels)));
 
-        public static void Column1(byte* panel, int blocks, byte* x, byte* info, float* y)
+        public static void Column1<TDot>(byte* panel, int blocks, byte* x, byte* info, float* y) where TDot : IByteDot256
         {
             Vector256<float> acc = default;
             byte* record = panel;
@@ -329,15 +414,16 @@ public static unsafe class RepackKernels
                 {
                     var w0 = Vector256.Load((sbyte*)(record + 16 + 32 * j));
                     var w1 = Vector256.Load((sbyte*)(record + 48 + 32 * j));
-                    even += GroupDot(Avx2.Abs(w0), w0, xq, j);
-                    odd += GroupDot(Avx2.Abs(w1), w1, xq, j + 1);
+                    even = GroupDot<TDot>(even, Avx2.Abs(w0), w0, xq, j);
+                    odd = GroupDot<TDot>(odd, Avx2.Abs(w1), w1, xq, j + 1);
                 }
                 acc = Accumulate(Scales256(record), info, even + odd, acc);
             }
             acc.Store(y);
         }
 
-        public static void Columns4(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+        public static void Columns4<TDot>(byte* panel, int blocks, byte* x, long xStride, byte* info, long infoStride, float* y, long yStride)
+            where TDot : IByteDot256
         {
             Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
             byte* record = panel;
@@ -351,10 +437,10 @@ public static unsafe class RepackKernels
                 {
                     var w = Vector256.Load((sbyte*)(record + 16 + 32 * j));
                     var magnitude = Avx2.Abs(w);
-                    s0 += GroupDot(magnitude, w, x0 + xo, j);
-                    s1 += GroupDot(magnitude, w, x1 + xo, j);
-                    s2 += GroupDot(magnitude, w, x2 + xo, j);
-                    s3 += GroupDot(magnitude, w, x3 + xo, j);
+                    s0 = GroupDot<TDot>(s0, magnitude, w, x0 + xo, j);
+                    s1 = GroupDot<TDot>(s1, magnitude, w, x1 + xo, j);
+                    s2 = GroupDot<TDot>(s2, magnitude, w, x2 + xo, j);
+                    s3 = GroupDot<TDot>(s3, magnitude, w, x3 + xo, j);
                 }
                 var scales = Scales256(record);
                 acc0 = Accumulate(scales, i0 + io, s0, acc0);
