@@ -211,23 +211,23 @@ internal static unsafe class FloatGemm
             // Even blocks of at most DepthBlock, so k = 896 is one pass (no parking) and 4864 five of 976.
             int blocks = Math.Max(1, (kVector + DepthBlock - 1) / DepthBlock);
             int depth = (kVector / TL.Count + blocks - 1) / blocks * TL.Count;
+            // The FMA kernel reduces its last pass in registers and writes y itself (when no scalar tail is left).
+            bool fused = typeof(TL) == typeof(Lanes256) && Fma.IsSupported && kVector == k;
             int from = 0;
             do
             {
                 int to = Math.Min(kVector, from + depth);
+                bool last = to == kVector;
                 for (int q = 0; q < quads; q++)
                 {
                     Kernel4x3<TL>(w + 4 * q * wStride, wStride, x, xStride, triples, from, to,
-                        partials + (long)q * Block * TL.Count, (long)quads * Block * TL.Count, from == 0);
+                        partials + (long)q * Block * TL.Count, (long)quads * Block * TL.Count, from == 0,
+                        fused && last ? y + 4 * q : null, yStride);
                 }
                 from = to;
             } while (from < kVector);
 
-            if (typeof(TL) == typeof(Lanes256) && Avx.IsSupported && kVector == k)
-            {
-                Reduce4x3Avx(partials, quads, triples, y, yStride);
-            }
-            else
+            if (!fused)
             {
                 for (int t = 0; t < triples; t++)
                     for (int q = 0; q < quads; q++)
@@ -261,12 +261,13 @@ internal static unsafe class FloatGemm
     /// (multiples of TL.Count); triple t's block at acc + t * accStride, laid out [(c * 4 + r) * Count]. One call per
     /// quad and pass rather than per block: at ~120 steps a call, the call and loop set-up cost ~5%.
     /// </summary>
-    private static void Kernel4x3<TL>(float* w, long wStride, float* x, long xStride, int triples, int from, int to, float* acc, long accStride, bool first)
+    private static void Kernel4x3<TL>(float* w, long wStride, float* x, long xStride, int triples, int from, int to, float* acc, long accStride, bool first,
+        float* y, long yStride)
         where TL : struct, IFloatLanes<TL>
     {
         if (typeof(TL) == typeof(Lanes256) && Fma.IsSupported)
         {
-            Kernel4x3Fma(w, wStride, x, xStride, triples, from, to, acc, accStride, first);
+            Kernel4x3Fma(w, wStride, x, xStride, triples, from, to, acc, accStride, first, y, yStride);
             return;
         }
         for (int t = 0; t < triples; t++, x += 3 * xStride, acc += accStride) Block4x3<TL>(w, wStride, x, xStride, from, to, acc, first);
@@ -311,7 +312,8 @@ internal static unsafe class FloatGemm
     /// each accumulator back after a 213-form FMA (six extra moves per step with all 16 registers live), which
     /// measured ~30% slower. Same operations in the same order, so the same bits.
     /// </summary>
-    private static void Kernel4x3Fma(float* w, long wStride, float* x, long xStride, int triples, int from, int to, float* acc, long accStride, bool first)
+    private static void Kernel4x3Fma(float* w, long wStride, float* x, long xStride, int triples, int from, int to, float* acc, long accStride, bool first,
+        float* y, long yStride)
     {
         float* w0 = w, w1 = w + wStride, w2 = w + 2 * wStride, w3 = w + 3 * wStride;
         for (int t = 0; t < triples; t++, x += 3 * xStride, acc += accStride)
@@ -340,6 +342,14 @@ internal static unsafe class FloatGemm
                 v = Vector256.Load(w3 + i);
                 a03 = Fma.MultiplyAdd(v, c0, a03); a13 = Fma.MultiplyAdd(v, c1, a13); a23 = Fma.MultiplyAdd(v, c2, a23);
             }
+            if (y != null)
+            {
+                float* yt = y + 3 * t * yStride;
+                Reduce4(a00, a01, a02, a03).Store(yt);
+                Reduce4(a10, a11, a12, a13).Store(yt + yStride);
+                Reduce4(a20, a21, a22, a23).Store(yt + 2 * yStride);
+                continue;
+            }
             a00.Store(acc); a01.Store(acc + 8); a02.Store(acc + 16); a03.Store(acc + 24);
             a10.Store(acc + 32); a11.Store(acc + 40); a12.Store(acc + 48); a13.Store(acc + 56);
             a20.Store(acc + 64); a21.Store(acc + 72); a22.Store(acc + 80); a23.Store(acc + 88);
@@ -347,26 +357,17 @@ internal static unsafe class FloatGemm
     }
 
     /// <summary>
-    /// The 4x3 blocks' accumulators to outputs, four rows of a token at a time: two rounds of horizontal adds and
-    /// one add of the halves give ((l0+l1)+(l2+l3)) + ((u0+u1)+(u2+u3)) per accumulator, exactly the order of
-    /// Vector256.Sum (the tests compare with the decode kernel bitwise), in 5 instructions instead of 4 x 6, and
-    /// the four outputs are adjacent in y. Reducing one by one took ~10% of prefill.
+    /// Four accumulators (rows of one token) to their four outputs: two rounds of horizontal adds and one add of the
+    /// halves give ((l0+l1)+(l2+l3)) + ((u0+u1)+(u2+u3)) per accumulator, exactly the order of Vector256.Sum (the
+    /// tests compare with the decode kernel bitwise), in 4 instructions instead of 4 x 6, with the outputs adjacent.
+    /// Done in registers at the end of the last pass: parking the accumulators and reducing them in a second sweep
+    /// cost ~4% of prefill.
     /// </summary>
-    private static void Reduce4x3Avx(float* partials, int quads, int triples, float* y, long yStride)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Reduce4(Vector256<float> a0, Vector256<float> a1, Vector256<float> a2, Vector256<float> a3)
     {
-        for (int t = 0; t < triples; t++)
-            for (int q = 0; q < quads; q++)
-            {
-                float* acc = partials + (long)(t * quads + q) * 96;
-                for (int c = 0; c < 3; c++)
-                {
-                    float* a = acc + c * 32;
-                    var pairs01 = Avx.HorizontalAdd(Vector256.Load(a), Vector256.Load(a + 8));
-                    var pairs23 = Avx.HorizontalAdd(Vector256.Load(a + 16), Vector256.Load(a + 24));
-                    var quads4 = Avx.HorizontalAdd(pairs01, pairs23);
-                    (quads4.GetLower() + quads4.GetUpper()).Store(y + (3 * t + c) * yStride + 4 * q);
-                }
-            }
+        var sums = Avx.HorizontalAdd(Avx.HorizontalAdd(a0, a1), Avx.HorizontalAdd(a2, a3));
+        return sums.GetLower() + sums.GetUpper();
     }
 
     /// <summary>No SIMD: rows to float, then plain dots (decode and prefill alike, so they agree bitwise).</summary>
