@@ -5,8 +5,7 @@ using EdgeLM.Tensors;
 namespace EdgeLM.Tests.Kernels;
 
 /// <summary>
-/// The decode (one token) panel kernels at the edge of their 16-bit partial sums, and the huge-page placement of
-/// packed matrices. Random data (the other panel tests) rarely comes near the bounds that the written-out decode
+/// The decode (one token) panel kernels at the edge of their 16-bit partial sums. Random data (the other panel tests) rarely comes near the bounds that the written-out decode
 /// kernels rely on: every level at its maximum against activations all at -128 (Q8_K) or -127 (Q8_0) does.
 /// </summary>
 [Trait("Category", "Kernels")]
@@ -105,42 +104,5 @@ public unsafe class DecodeKernelTests
         Assert.Contains(expected, v => v != 0);
         Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), scalar.Select(BitConverter.SingleToInt32Bits));
         Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), actual.Select(BitConverter.SingleToInt32Bits));
-    }
-
-    [Fact]
-    public void LargePackedMatricesSitOnHugePageBoundaries()
-    {
-        // 2048 rows x 1024 Q8_0 values = 2.1 MiB packed: huge-page aligned where enabled; a small one is not.
-        var (big, bigBuffer) = PanelTestSupport.RandomWeight(GgmlType.Q8_0, 1024, 2048, 1, [0], normalBase: 0x2000);
-        var (small, smallBuffer) = PanelTestSupport.RandomWeight(GgmlType.Q8_0, 1024, 16, 2, [0], normalBase: 0x2000);
-        using var _ = bigBuffer;
-        using var __ = smallBuffer;
-        using var m = RepackedMatrix.Pack(big)!;
-        using var s = RepackedMatrix.Pack(small)!;
-        Assert.True(m.ByteLength >= HugePages.Size);
-        Assert.Equal(HugePages.Enabled, m.HugePageAligned);
-        if (m.HugePageAligned) Assert.Equal(0UL, (ulong)m.Data % (ulong)HugePages.Size);
-        Assert.False(s.HugePageAligned);
-        Assert.Equal(0UL, (ulong)s.Data % 64);
-        // The packed bytes are the same wherever they sit.
-        var expected = new float[1024];
-        var actual = new float[1024];
-        EdgeLM.Tensors.Quantization.Dequantize.Row(GgmlType.Q8_0, big.Row(2047), expected);
-        fixed (float* pa = actual) m.DequantizeRow(2047, pa);
-        Assert.Equal(expected, actual);
-    }
-
-    [Fact]
-    public void HugePageAdviceCoversOnlyWholePagesAndRejectsTooShortRanges()
-    {
-        // Less than one whole 2 MiB page inside the range: nothing to advise.
-        byte* p = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(3 * HugePages.Size), (nuint)HugePages.Size);
-        try
-        {
-            Assert.False(HugePages.Advise(p + 4096, HugePages.Size));
-            bool thp = File.Exists("/sys/kernel/mm/transparent_hugepage/enabled");
-            if (OperatingSystem.IsLinux() && thp) Assert.True(HugePages.Advise(p, 3 * HugePages.Size));
-        }
-        finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(p); }
     }
 }

@@ -199,28 +199,16 @@ public sealed unsafe class RepackedMatrix : IDisposable
     /// <summary>Frees the packed bytes now; no kernel may use the matrix afterwards (its model is being disposed).</summary>
     public void Dispose() => _memory.Free();
 
-    /// <summary>Whether the packed bytes were placed on transparent huge pages (Linux, matrices of at least 2 MiB).</summary>
-    internal bool HugePageAligned => _memory.HugePageAligned;
-
-    /// <summary>
-    /// Owns the packed bytes; freed by <see cref="Dispose"/>, else when the matrix is collected. A matrix of at least
-    /// <see cref="HugePages.Size"/> is placed 2 MiB-aligned and advised onto transparent huge pages before packing
-    /// touches it: decode streams every packed byte once per token, and with 4 KiB pages the hardware prefetchers stop
-    /// at each page boundary and every page costs a TLB miss (Zen 3's L2 TLB maps 8 MiB of 4 KiB pages, one layer's
-    /// FFN is 7 MB). Only whole 2 MiB pages inside the matrix become huge, so resident memory grows by nothing.
-    /// </summary>
+    /// <summary>Owns the packed bytes; freed by <see cref="Dispose"/>, else when the matrix is collected.</summary>
     private sealed class NativeMemoryOwner
     {
         public byte* Pointer { get; private set; }
-        public bool HugePageAligned { get; }
 
         public NativeMemoryOwner(long length)
         {
+            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(1, length), 64);
+            GC.AddMemoryPressure(Math.Max(1, length));
             _length = Math.Max(1, length);
-            HugePageAligned = HugePages.Enabled && _length >= HugePages.Size;
-            Pointer = (byte*)NativeMemory.AlignedAlloc((nuint)_length, HugePageAligned ? (nuint)HugePages.Size : 64);
-            if (HugePageAligned) HugePages.Advise(Pointer, _length);
-            GC.AddMemoryPressure(_length);
         }
 
         private readonly long _length;
@@ -235,39 +223,5 @@ public sealed unsafe class RepackedMatrix : IDisposable
         }
 
         ~NativeMemoryOwner() => Free();
-    }
-}
-
-/// <summary>
-/// Transparent huge pages for large buffers that are streamed end to end (Linux madvise(MADV_HUGEPAGE); the kernel's
-/// THP mode "madvise", common on servers, gives huge pages only to advised ranges). Environment EDGELM_HUGEPAGES=0
-/// turns it off (a measurement's baseline). Advisory: where it is unavailable nothing changes but the alignment.
-/// </summary>
-internal static unsafe class HugePages
-{
-    public const long Size = 2L << 20;
-    private const int MadviseHugePage = 14; // MADV_HUGEPAGE on Linux
-
-    public static bool Enabled { get; } = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("EDGELM_HUGEPAGES") != "0";
-
-    /// <summary>Advises the 2 MiB pages inside [data, data + length) onto huge pages; false if the call failed or is unavailable.</summary>
-    public static bool Advise(byte* data, long length)
-    {
-        if (Madvise == null) return false;
-        ulong start = ((ulong)data + (ulong)Size - 1) & ~((ulong)Size - 1);
-        ulong end = ((ulong)data + (ulong)length) & ~((ulong)Size - 1);
-        return end > start && Madvise((void*)start, (nuint)(end - start), MadviseHugePage) == 0;
-    }
-
-    // Resolved by soname: "libc" alone needs the libc.so development link, absent on most machines.
-    private static readonly delegate* unmanaged<void*, nuint, int, int> Madvise = ResolveMadvise();
-
-    private static delegate* unmanaged<void*, nuint, int, int> ResolveMadvise()
-    {
-        if (!OperatingSystem.IsLinux()) return null;
-        foreach (var name in new[] { "libc.so.6", "libc" })
-            if (NativeLibrary.TryLoad(name, out var library) && NativeLibrary.TryGetExport(library, "madvise", out var address))
-                return (delegate* unmanaged<void*, nuint, int, int>)address;
-        return null;
     }
 }
