@@ -7,8 +7,15 @@ namespace EdgeLM.Benchmarks;
 /// <summary>Shared setup: one weight matrix, its input and output rows, and a worker pool of the given size.</summary>
 public abstract class MatMulBenchmarkBase
 {
-    private NativeBuffer? _buffer;
-    private Tensor? _weight;
+    /// <summary>
+    /// GEMV streams at least this many weight bytes, cycling through copies of the matrix: one copy of the FFN shapes
+    /// (3-4 MB) stays in the 32 MB L3 and would measure the cache, while decode reads each weight from memory once
+    /// per token.
+    /// </summary>
+    private const long GemvStreamBytes = 256L << 20;
+
+    private readonly List<(Tensor Weight, NativeBuffer Buffer)> _weights = [];
+    private int _next;
     private WorkerPool? _pool;
     private float[] _x = [], _y = [];
 
@@ -17,16 +24,21 @@ public abstract class MatMulBenchmarkBase
     [Params(1, 2)]
     public int Threads { get; set; }
 
-    /// <summary>Whether the weight runs on the repacked panel kernels (only Q4_0/Q5_0/Q8_0 have them).</summary>
+    /// <summary>Whether the weight runs on the repacked panel kernels (<see cref="MatMulCase.Repackable"/>).</summary>
     protected virtual bool Repacked => false;
 
     [GlobalSetup]
     public void Setup()
     {
         var c = CurrentCase;
-        (_weight, _buffer) = WeightFactory.Create(c.Type, c.Out, c.In);
-        if (Repacked && !EdgeLM.Kernels.Quantized.WeightRepacker.Attach(_weight))
-            throw new InvalidOperationException($"{c} cannot be repacked");
+        int copies = c.Tokens == 1 ? (int)Math.Max(1, GemvStreamBytes / c.WeightBytes) : 1;
+        for (int i = 0; i < copies; i++)
+        {
+            var (weight, buffer) = WeightFactory.Create(c.Type, c.Out, c.In, 42 + (ulong)i);
+            _weights.Add((weight, buffer));
+            if (Repacked && !EdgeLM.Kernels.Quantized.WeightRepacker.Attach(weight))
+                throw new InvalidOperationException($"{c} cannot be repacked");
+        }
         _x = new float[(long)c.Tokens * c.In];
         WeightFactory.FillRandom(_x, 7);
         _y = new float[(long)c.Tokens * c.Out];
@@ -36,12 +48,21 @@ public abstract class MatMulBenchmarkBase
     [GlobalCleanup]
     public void Cleanup()
     {
-        if (_weight is not null) EdgeLM.Kernels.Quantized.WeightRepacker.Detach(_weight);
+        foreach (var (weight, buffer) in _weights)
+        {
+            EdgeLM.Kernels.Quantized.WeightRepacker.Detach(weight);
+            buffer.Dispose();
+        }
+        _weights.Clear();
         _pool?.Dispose();
-        _buffer?.Dispose();
     }
 
-    protected void Run() => MatMul.Compute(_weight!, _x, _y, CurrentCase.Tokens, _pool!);
+    protected void Run()
+    {
+        var weight = _weights[_next].Weight;
+        _next = (_next + 1) % _weights.Count;
+        MatMul.Compute(weight, _x, _y, CurrentCase.Tokens, _pool!);
+    }
 }
 
 /// <summary>Matrix-vector products (one token, the decode step): bound by how fast weights stream from memory.</summary>
@@ -72,7 +93,10 @@ public class GemmBenchmarks : MatMulBenchmarkBase
     public void Gemm() => Run();
 }
 
-/// <summary>GEMV on repacked 8-row panels (what sessions use for Q4_0/Q5_0/Q8_0); compare with <see cref="GemvBenchmarks"/>.</summary>
+/// <summary>
+/// GEMV on repacked 8-row panels, what sessions decode with: GB/s per type (Q4_0/Q5_0/Q8_0 on every Qwen2.5-0.5B
+/// shape, Q4_K/Q6_K on ffn_down, the only one whose rows are whole super-blocks); compare with <see cref="GemvBenchmarks"/>.
+/// </summary>
 public class PackedGemvBenchmarks : MatMulBenchmarkBase
 {
     public static IEnumerable<MatMulCase> Cases => MatMulCase.Gemv().Where(c => MatMulCase.Repackable(c.Type));

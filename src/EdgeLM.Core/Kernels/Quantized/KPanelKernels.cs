@@ -284,8 +284,132 @@ public static unsafe class KPanelKernels
             for (; c + 4 <= cols; c += 4)
                 PanelAvx2<TPanel, FourColumns, TDot>(panel, blocks, x + c * xStride, xStride, yp + c * yStride, yStride);
             for (; c < cols; c++)
-                PanelAvx2<TPanel, OneColumn, TDot>(panel, blocks, x + c * xStride, xStride, yp + c * yStride, yStride);
+            {
+                if (typeof(TPanel) == typeof(Q4Panel)) Q4KColumn1<TDot>(panel, blocks, x + c * xStride, yp + c * yStride);
+                else Q6KColumn1<TDot>(panel, blocks, x + c * xStride, yp + c * yStride);
+            }
         }
+    }
+
+    /// <summary>
+    /// Records ahead that the decode kernels prefetch: a record is read in several passes out of address order, which
+    /// the hardware prefetchers follow poorly (decode measured ~1.6x slower without it). Each pass of the record
+    /// requests its share of the lines of the record this far ahead, so the prefetches need no loop of their own.
+    /// </summary>
+    private const int DecodePrefetchRecords = 2;
+
+    /// <summary>Prefetches lines [first, first + count) of the record <see cref="DecodePrefetchRecords"/> ahead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchLines(byte* record, int recordBytes, int first, int count)
+    {
+        byte* ahead = record + DecodePrefetchRecords * recordBytes + 64 * first;
+        for (int line = 0; line < count; line++) Sse.Prefetch0(ahead + 64 * line);
+    }
+
+    /// <summary>
+    /// Q4_K decode (one activation row) in one method with every group written out: the generic panel kernel pays a
+    /// call and by-reference sums per sub-block pair, and a loop over the groups costs as much as their arithmetic.
+    /// Each 32-byte quant load serves both of its sub-blocks (low and high nibbles); a sub-block's 8 groups sum in 16
+    /// bits (8 * 2 * 15 * 128 &lt; 2^15). The integer sums are exact and <see cref="Finish{TPanel}"/> is shared, so the
+    /// output is bitwise that of the generic kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q4KColumn1<TDot>(byte* panel, int blocks, byte* x, float* y) where TDot : IWordDot256
+    {
+        Vector256<float> acc = default;
+        byte* record = panel;
+        for (int b = 0; b < blocks; b++, record += Q4KRecordBytes, x += KQuant.Q8BlockBytes)
+        {
+            Vector256<int> isum = default;
+            for (int c = 0; c < 4; c++)
+            {
+                PrefetchLines(record, Q4KRecordBytes, 5 * c, 5); // 20 lines: a record spans at most 19 + 1
+                byte* quants = record + Q4Quants + 256 * c;
+                byte* q = x + KQuant.Q8Quants + 64 * c;
+                Vector256<short> low = default, high = default;
+                Q4KGroup(quants, q, 0, ref low, ref high);
+                Q4KGroup(quants, q, 1, ref low, ref high);
+                Q4KGroup(quants, q, 2, ref low, ref high);
+                Q4KGroup(quants, q, 3, ref low, ref high);
+                Q4KGroup(quants, q, 4, ref low, ref high);
+                Q4KGroup(quants, q, 5, ref low, ref high);
+                Q4KGroup(quants, q, 6, ref low, ref high);
+                Q4KGroup(quants, q, 7, ref low, ref high);
+                isum = TDot.Add(TDot.Add(isum, low, DupUnsigned(record + Q4Scales + 16 * c)), high, DupUnsigned(record + Q4Scales + 16 * c + 8));
+            }
+            acc = Finish<Q4Panel>(acc, isum, Halfs8(record), Halfs8(record + 16), record, x);
+        }
+        acc.Store(y);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4KGroup(byte* quants, byte* q, int g, ref Vector256<short> low, ref Vector256<short> high)
+    {
+        var mask = Vector256.Create((byte)0x0F);
+        var raw = Vector256.Load(quants + 32 * g);
+        low += Avx2.MultiplyAddAdjacent(raw & mask, Broadcast4(q + 4 * g));
+        high += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask, Broadcast4(q + 32 + 4 * g));
+    }
+
+    /// <summary>
+    /// Q6_K decode (one activation row), written out like <see cref="Q4KColumn1{TDot}"/>: per half, each group's two nibble
+    /// loads and one high-bit load serve all four sub-blocks. Pairs of groups sum in 16 bits (2 * 2 * 63 * 128 &lt; 2^15)
+    /// before their 16-value group's scale; exact integers, so bitwise the generic kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q6KColumn1<TDot>(byte* panel, int blocks, byte* x, float* y) where TDot : IWordDot256
+    {
+        Vector256<float> acc = default;
+        byte* record = panel;
+        for (int b = 0; b < blocks; b++, record += Q6KRecordBytes, x += KQuant.Q8BlockBytes)
+        {
+            Vector256<int> isum = default;
+            for (int part = 0; part < 4; part++)
+            {
+                PrefetchLines(record, Q6KRecordBytes, 7 * part, 7); // 28 lines: a record spans at most 27 + 1
+                // Half h of the block (values 128h..), and its 16-value groups half16 of every sub-block.
+                int h = part >> 1, half16 = part & 1;
+                byte* n0 = record + Q6Nibbles(2 * h) + 128 * half16, n1 = n0 + 256, qh = record + Q6High(h) + 128 * half16;
+                byte* q = x + KQuant.Q8Quants + 128 * h + 16 * half16;
+                byte* scales = record + Q6Scales + 64 * h;
+                isum = Q6KGroupPair<TDot>(Q6KGroupPair<TDot>(isum, n0, n1, qh, q, 0, scales, half16), n0, n1, qh, q, 2, scales, half16);
+            }
+            acc = Finish<Q6Panel>(acc, isum, Halfs8(record), default, record, x);
+        }
+        acc.Store(y);
+    }
+
+    /// <summary>Groups g and g + 1 (of this 16-value quarter) of the four sub-blocks of a half, scaled.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q6KGroupPair<TDot>(Vector256<int> isum, byte* n0, byte* n1, byte* qh, byte* q, int g, byte* scales, int half16)
+        where TDot : IWordDot256
+    {
+        Q6KGroup(n0, n1, qh, q, g, out var a0, out var a1, out var a2, out var a3);
+        Q6KGroup(n0, n1, qh, q, g + 1, out var b0, out var b1, out var b2, out var b3);
+        isum = TDot.Add(isum, a0 + b0, DupSigned(scales, half16));
+        isum = TDot.Add(isum, a1 + b1, DupSigned(scales + 16, half16));
+        isum = TDot.Add(isum, a2 + b2, DupSigned(scales + 32, half16));
+        return TDot.Add(isum, a3 + b3, DupSigned(scales + 48, half16));
+    }
+
+    /// <summary>Group g's products with the four sub-blocks t (levels: nibble group t &amp; 1, high nibbles when t &gt;= 2, bits 2t..2t+1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6KGroup(byte* n0, byte* n1, byte* qh, byte* q, int g,
+        out Vector256<short> p0, out Vector256<short> p1, out Vector256<short> p2, out Vector256<short> p3)
+    {
+        var mask = Vector256.Create((byte)0x0F);
+        var highMask = Vector256.Create((byte)0x30);
+        var lo = Vector256.Load(n0 + 32 * g).AsUInt16();
+        var hi = Vector256.Load(n1 + 32 * g).AsUInt16();
+        var bits = Vector256.Load(qh + 32 * g).AsUInt16();
+        var l0 = (lo.AsByte() & mask) | (Avx2.ShiftLeftLogical(bits, 4).AsByte() & highMask);
+        var l1 = (hi.AsByte() & mask) | (Avx2.ShiftLeftLogical(bits, 2).AsByte() & highMask);
+        var l2 = (Avx2.ShiftRightLogical(lo, 4).AsByte() & mask) | (bits.AsByte() & highMask);
+        var l3 = (Avx2.ShiftRightLogical(hi, 4).AsByte() & mask) | (Avx2.ShiftRightLogical(bits, 2).AsByte() & highMask);
+        p0 = Avx2.MultiplyAddAdjacent(l0, Broadcast4(q + 4 * g));
+        p1 = Avx2.MultiplyAddAdjacent(l1, Broadcast4(q + 32 + 4 * g));
+        p2 = Avx2.MultiplyAddAdjacent(l2, Broadcast4(q + 64 + 4 * g));
+        p3 = Avx2.MultiplyAddAdjacent(l3, Broadcast4(q + 96 + 4 * g));
     }
 
     /// <summary>One k-quant panel format as the AVX2 kernel sees it.</summary>
@@ -551,13 +675,6 @@ public static unsafe class KPanelKernels
         int chunks = 8 / TPanel.SubBlocksPerChunk;
         for (int b = 0; b < blocks; b++, record += TPanel.RecordBytes)
         {
-            // The record after next, ahead of use: a record is read in several passes out of address order, which the
-            // hardware prefetchers follow poorly (decode measured ~1.6x slower without this).
-            if (TCols.Count == 1)
-            {
-                byte* ahead = record + 2 * TPanel.RecordBytes;
-                for (int line = 0; line < TPanel.RecordBytes; line += 64) Sse.Prefetch0(ahead + line);
-            }
             long xo = (long)b * KQuant.Q8BlockBytes;
             byte* x0 = x + xo, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
             byte* q0 = x0 + KQuant.Q8Quants, q1 = x1 + KQuant.Q8Quants, q2 = x2 + KQuant.Q8Quants, q3 = x3 + KQuant.Q8Quants;
