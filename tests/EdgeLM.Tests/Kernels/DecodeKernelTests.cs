@@ -35,7 +35,7 @@ public unsafe class DecodeKernelTests
         const int rows = 16;
         var (w, buffer) = MaximalWeight(type, k, rows);
         using var _ = buffer;
-        var m = RepackedMatrix.Pack(w)!;
+        using var m = RepackedMatrix.Pack(w)!;
         Assert.NotNull(m);
         long rowBytes = ActivationQuantizer.RowBytes(ActivationFormat.Q8_0, k);
         var xq = new byte[rowBytes * n];
