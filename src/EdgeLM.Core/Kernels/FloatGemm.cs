@@ -60,7 +60,7 @@ internal static unsafe class FloatGemm
         if (n == 1 && HasDecodeKernel(type))
         {
             // Decode: each weight row is used once, so convert in registers rather than through scratch.
-            Decode<TL>(type, w, wStride, rows, x, k, y, scratch);
+            Decode<TL>(type, w, wStride, rows, x, k, y, scratch, halvesFinite: false);
             return;
         }
         float* panel;
@@ -96,20 +96,23 @@ internal static unsafe class FloatGemm
     /// One token against rows [0, rows) of an F32/F16/BF16 weight: y[r] = dot(w_r, x). Meant for a thread's whole
     /// share of rows at once (see <see cref="DecodeRows"/>). scratch holds 4 * k floats.
     /// </summary>
-    public static void Decode(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch)
+    public static void Decode(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch, bool halvesFinite = false)
     {
-        if (Vector512.IsHardwareAccelerated) Decode<Lanes512>(type, w, wStride, rows, x, k, y, scratch);
-        else if (Vector256.IsHardwareAccelerated) Decode<Lanes256>(type, w, wStride, rows, x, k, y, scratch);
-        else if (Vector128.IsHardwareAccelerated) Decode<Lanes128>(type, w, wStride, rows, x, k, y, scratch);
+        if (Vector512.IsHardwareAccelerated) Decode<Lanes512>(type, w, wStride, rows, x, k, y, scratch, halvesFinite);
+        else if (Vector256.IsHardwareAccelerated) Decode<Lanes256>(type, w, wStride, rows, x, k, y, scratch, halvesFinite);
+        else if (Vector128.IsHardwareAccelerated) Decode<Lanes128>(type, w, wStride, rows, x, k, y, scratch, halvesFinite);
         else UnitScalar(type, w, wStride, rows, x, 1, k, 1, y, 1, scratch);
     }
 
-    internal static void Decode<TL>(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch)
+    /// <param name="halvesFinite">The caller knows an F16 weight holds no inf/NaN (<see cref="Tensor.HalvesAllFinite"/>),
+    /// so the per-vector range check that guards the in-register conversion can be skipped.</param>
+    internal static void Decode<TL>(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch, bool halvesFinite)
         where TL : struct, IFloatLanes<TL>
     {
         switch (type)
         {
             case GgmlType.F32: DecodeRows<TL, F32Rows>(type, w, wStride, rows, x, k, y, scratch); return;
+            case GgmlType.F16 when halvesFinite: DecodeRows<TL, FiniteF16Rows>(type, w, wStride, rows, x, k, y, scratch); return;
             case GgmlType.F16: DecodeRows<TL, F16Rows>(type, w, wStride, rows, x, k, y, scratch); return;
             case GgmlType.BF16: DecodeRows<TL, BF16Rows>(type, w, wStride, rows, x, k, y, scratch); return;
             default: throw new ArgumentException($"no float decode kernel for {type}", nameof(type));

@@ -184,6 +184,14 @@ internal readonly unsafe struct F16Rows : IRowFormat
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Scalar(byte* row, int i) => (float)BitConverter.UInt16BitsToHalf(((ushort*)row)[i]);
 }
 
+/// <summary>F16 rows known to hold no inf/NaN (<see cref="EdgeLM.Tensors.Tensor.HalvesAllFinite"/>): no range check needed.</summary>
+internal readonly unsafe struct FiniteF16Rows : IRowFormat
+{
+    public static bool NeedsRangeCheck => false;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static TLanes Load<TLanes>(byte* row, int i) where TLanes : struct, IFloatLanes<TLanes> => F16Rows.Load<TLanes>(row, i);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float Scalar(byte* row, int i) => F16Rows.Scalar(row, i);
+}
+
 internal readonly unsafe struct BF16Rows : IRowFormat
 {
     public static bool NeedsRangeCheck => false;

@@ -104,6 +104,7 @@ public static unsafe class MatMul
         public delegate*<byte*, long, int, byte*, long, int, int, float*, long, void> Tile; // null: float path
         public ActivationFormat Format;
         public RepackedMatrix? Packed; // non-null: panel kernels (RowsPerUnit is a multiple of the panel height)
+        public bool HalvesFinite; // an F16 weight without inf/NaN: decode skips its range check
         public float* Bias; // non-null: added to every output row
     }
 
@@ -183,6 +184,7 @@ public static unsafe class MatMul
             if (s.Tile != null && _in % ActivationQuantizer.BlockSize(s.Format) != 0) s.Tile = null; // cannot happen for valid tensors
             if (s.Tile != null) _formatUsed[(int)s.Format] = true;
             s.Packed = s.Tile != null ? WeightRepacker.Find(w) : null;
+            s.HalvesFinite = _n == 1 && w.HalvesAllFinite;
             if (s.Packed != null && s.Format == ActivationFormat.Q8_0) _infoUsed = true;
             _units += UnitsOf(outDim);
         }
@@ -437,7 +439,7 @@ public static unsafe class MatMul
             {
                 // The whole share at once: its rows are read as long sequential streams.
                 int first = fromUnit * RowsPerUnit, end = Math.Min(toUnit * RowsPerUnit, outDim);
-                FloatGemm.Decode(w.Type, w.Data + first * stride, stride, end - first, _x, k, s.Output + first, buffer);
+                FloatGemm.Decode(w.Type, w.Data + first * stride, stride, end - first, _x, k, s.Output + first, buffer, s.HalvesFinite);
                 return;
             }
             for (int u = fromUnit; u < toUnit; u += FloatUnitsPerGroup)

@@ -161,7 +161,7 @@ public unsafe class FloatGemmTests
             }
     }
 
-    private delegate void DecodePath(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch);
+    private delegate void DecodePath(GgmlType type, byte* w, long wStride, int rows, float* x, int k, float* y, float* scratch, bool halvesFinite);
 
     private static readonly (string Name, DecodePath Decode, Row1Path Row1)[] DecodeWidths =
     [
@@ -187,20 +187,45 @@ public unsafe class FloatGemmTests
                     using var _ = buffer;
                     float[] converted = new float[rows * k], scratch = new float[4 * k], y = new float[rows + 1];
                     for (int r = 0; r < rows; r++) Dequantize.Row(type, w.Row(r), converted.AsSpan(r * k, k));
+                    bool finite = w.HalvesAllFinite;
+                    Assert.Equal(type == GgmlType.F16 && rows <= 4, finite);
                     fixed (float* pc = converted, px = x, ps = scratch, py = y)
                         foreach (var width in DecodeWidths)
-                        {
-                            y[rows] = 7;
-                            width.Decode(type, w.Data, w.RowStride, rows, px, k, py, ps);
-                            Assert.Equal(7, y[rows]);
-                            for (int r = 0; r < rows; r++)
+                            foreach (bool skipRangeCheck in finite ? new[] { false, true } : [false])
                             {
-                                float expected = width.Row1(pc + r * k, px, k);
-                                Assert.True(expected.Equals(y[r]), $"{type} width {width.Name} k={k} rows={rows}: row {r} {y[r]} vs {expected}");
+                                y[rows] = 7;
+                                width.Decode(type, w.Data, w.RowStride, rows, px, k, py, ps, skipRangeCheck);
+                                Assert.Equal(7, y[rows]);
+                                for (int r = 0; r < rows; r++)
+                                {
+                                    float expected = width.Row1(pc + r * k, px, k);
+                                    Assert.True(expected.Equals(y[r]),
+                                        $"{type} width {width.Name} k={k} rows={rows} unchecked={skipRangeCheck}: row {r} {y[r]} vs {expected}");
+                                }
                             }
-                        }
                     if (type == GgmlType.F16 && rows > 4) Assert.False(float.IsFinite(y[rows / 2]));
                 }
+    }
+
+    /// <summary>The scan behind Tensor.HalvesAllFinite: any inf or NaN anywhere (vector body or scalar tail) is found,
+    /// the largest finite halves are not.</summary>
+    [Fact]
+    public void SpecialHalvesAreFoundAnywhere()
+    {
+        foreach (int n in new[] { 1, 15, 16, 17, 40 })
+        {
+            var halves = new ushort[n];
+            for (int i = 0; i < n; i++) halves[i] = (ushort)(i % 2 == 0 ? 0x7BFF : 0xFBFF); // +-65504
+            fixed (ushort* p = halves) Assert.False(Tensor.HasSpecialHalf(p, n));
+            foreach (int at in new[] { 0, n / 2, n - 1 })
+                foreach (ushort special in new ushort[] { 0x7C00, 0xFC00, 0x7E00, 0xFC01 })
+                {
+                    ushort saved = halves[at];
+                    halves[at] = special;
+                    fixed (ushort* p = halves) Assert.True(Tensor.HasSpecialHalf(p, n), $"n={n} at {at}: 0x{special:X4}");
+                    halves[at] = saved;
+                }
+        }
     }
 
     private static (Tensor, NativeBuffer) Weight(GgmlType type, float[] values, int inDim, int outDim)
