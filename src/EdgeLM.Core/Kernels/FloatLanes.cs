@@ -20,6 +20,10 @@ internal unsafe interface IFloatLanes<TSelf> where TSelf : struct, IFloatLanes<T
     static abstract TSelf LoadHalf(ushort* p);
     static abstract TSelf LoadBFloat16(ushort* p);
     static abstract TSelf MultiplyAdd(TSelf a, TSelf b, TSelf addend);
+    /// <summary>a * b + addend rounded once on every machine (software where the CPU has no FMA), unlike
+    /// <see cref="MultiplyAdd"/>: the panel kernels promise the bits of a scalar fused chain.</summary>
+    static abstract TSelf FusedMultiplyAdd(TSelf a, TSelf b, TSelf addend);
+    static abstract TSelf Broadcast(float value);
     static abstract TSelf Add(TSelf a, TSelf b);
     static abstract TSelf Max(TSelf a, TSelf b);
     static abstract TSelf Min(TSelf a, TSelf b);
@@ -95,6 +99,8 @@ internal readonly unsafe struct Lanes128 : IFloatLanes<Lanes128>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 LoadHalf(ushort* p) => new(HalfBits.Exact(HalfBits.Finite(Widen(p))));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 LoadBFloat16(ushort* p) => new((Widen(p) << 16).AsSingle());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 MultiplyAdd(Lanes128 a, Lanes128 b, Lanes128 addend) => new(Fma.IsSupported ? Fma.MultiplyAdd(a._v, b._v, addend._v) : Vector128.MultiplyAddEstimate(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 FusedMultiplyAdd(Lanes128 a, Lanes128 b, Lanes128 addend) => new(Fma.IsSupported ? Fma.MultiplyAdd(a._v, b._v, addend._v) : Vector128.FusedMultiplyAdd(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 Broadcast(float value) => new(Vector128.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 Add(Lanes128 a, Lanes128 b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 Max(Lanes128 a, Lanes128 b) => new(Vector128.MaxNative(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes128 Min(Lanes128 a, Lanes128 b) => new(Vector128.MinNative(a._v, b._v));
@@ -125,6 +131,8 @@ internal readonly unsafe struct Lanes256 : IFloatLanes<Lanes256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] // Fma.MultiplyAdd rather than MultiplyAddEstimate (the same fused result): with the estimate the JIT picks the
     // 213 form and copies the accumulator back, six extra moves per step of the 16-register 4x3 tile.
     public static Lanes256 MultiplyAdd(Lanes256 a, Lanes256 b, Lanes256 addend) => new(Fma.IsSupported ? Fma.MultiplyAdd(a._v, b._v, addend._v) : Vector256.MultiplyAddEstimate(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 FusedMultiplyAdd(Lanes256 a, Lanes256 b, Lanes256 addend) => new(Fma.IsSupported ? Fma.MultiplyAdd(a._v, b._v, addend._v) : Vector256.FusedMultiplyAdd(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 Broadcast(float value) => new(Vector256.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 Add(Lanes256 a, Lanes256 b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 Max(Lanes256 a, Lanes256 b) => new(Vector256.MaxNative(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes256 Min(Lanes256 a, Lanes256 b) => new(Vector256.MinNative(a._v, b._v));
@@ -152,6 +160,8 @@ internal readonly unsafe struct Lanes512 : IFloatLanes<Lanes512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 LoadHalf(ushort* p) => new(HalfBits.Exact(HalfBits.Finite(Widen(p))));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 LoadBFloat16(ushort* p) => new((Widen(p) << 16).AsSingle());
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 MultiplyAdd(Lanes512 a, Lanes512 b, Lanes512 addend) => new(Avx512F.IsSupported ? Avx512F.FusedMultiplyAdd(a._v, b._v, addend._v) : Vector512.MultiplyAddEstimate(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 FusedMultiplyAdd(Lanes512 a, Lanes512 b, Lanes512 addend) => new(Avx512F.IsSupported ? Avx512F.FusedMultiplyAdd(a._v, b._v, addend._v) : Vector512.FusedMultiplyAdd(a._v, b._v, addend._v));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 Broadcast(float value) => new(Vector512.Create(value));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 Add(Lanes512 a, Lanes512 b) => new(a._v + b._v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 Max(Lanes512 a, Lanes512 b) => new(Vector512.MaxNative(a._v, b._v));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Lanes512 Min(Lanes512 a, Lanes512 b) => new(Vector512.MinNative(a._v, b._v));

@@ -183,9 +183,9 @@ public static unsafe class MatMul
             s.Tile = KernelTile(w.Type, out s.Format);
             if (s.Tile != null && _in % ActivationQuantizer.BlockSize(s.Format) != 0) s.Tile = null; // cannot happen for valid tensors
             if (s.Tile != null) _formatUsed[(int)s.Format] = true;
-            s.Packed = s.Tile != null ? WeightRepacker.Find(w) : null;
-            s.HalvesFinite = _n == 1 && w.HalvesAllFinite;
-            if (s.Packed != null && s.Format == ActivationFormat.Q8_0) _infoUsed = true;
+            s.Packed = WeightRepacker.Find(w); // float weights too: FloatPanelKernels
+            s.HalvesFinite = _n == 1 && s.Packed == null && w.HalvesAllFinite;
+            if (s.Packed != null && s.Tile != null && s.Format == ActivationFormat.Q8_0) _infoUsed = true;
             _units += UnitsOf(outDim);
         }
 
@@ -363,7 +363,7 @@ public static unsafe class MatMul
 
         private void ExecuteSegment(ref Segment s, int from, int to, int worker)
         {
-            if (s.Packed != null) ExecutePacked(ref s, from, to);
+            if (s.Packed != null && s.Tile != null) ExecutePacked(ref s, from, to);
             else if (s.Tile != null) ExecuteQuantized(ref s, from, to);
             else ExecuteFloat(ref s, from, to, worker);
         }
@@ -427,7 +427,9 @@ public static unsafe class MatMul
             long stride = w.RowStride;
             int outDim = s.OutDim, n = _n, k = _in;
             // Converted rows and parked accumulators; grows only when a larger shape is seen.
-            long need = FloatGemm.ScratchFloats(RowsPerUnit * FloatUnitsPerGroup, Math.Min(n, FloatTokensPerChunk), k);
+            long need = s.Packed != null
+                ? FloatPanelKernels.ScratchFloats(RowsPerUnit * FloatUnitsPerGroup / RepackedMatrix.PanelRows, k)
+                : FloatGemm.ScratchFloats(RowsPerUnit * FloatUnitsPerGroup, Math.Min(n, FloatTokensPerChunk), k);
             var scratch = _scratch[worker];
             if (scratch == null || scratch.Length < need * sizeof(float))
             {
@@ -435,6 +437,23 @@ public static unsafe class MatMul
                 _scratch[worker] = scratch = new Tensors.NativeBuffer(checked(need * sizeof(float)));
             }
             float* buffer = (float*)scratch.Pointer;
+            if (s.Packed is { } packed)
+            {
+                // Units are whole panels (RowsPerUnit is a multiple of the panel height, outDim of the packed rows).
+                int first = fromUnit * RowsPerUnit, end = Math.Min(toUnit * RowsPerUnit, outDim);
+                const int rowsPerPanel = RepackedMatrix.PanelRows;
+                if (n == 1)
+                {
+                    FloatPanelKernels.Decode(packed, first / rowsPerPanel, (end - first) / rowsPerPanel, _x, s.Output + first);
+                    return;
+                }
+                for (int r0 = first; r0 < end; r0 += RowsPerUnit * FloatUnitsPerGroup)
+                {
+                    int rows = Math.Min(RowsPerUnit * FloatUnitsPerGroup, end - r0);
+                    FloatPanelKernels.Prefill(packed, r0 / rowsPerPanel, rows / rowsPerPanel, _x, n, s.Output + r0, outDim, buffer);
+                }
+                return;
+            }
             if (n == 1 && FloatGemm.HasDecodeKernel(w.Type))
             {
                 // The whole share at once: its rows are read as long sequential streams.

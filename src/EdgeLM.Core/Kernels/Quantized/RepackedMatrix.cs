@@ -19,6 +19,9 @@ namespace EdgeLM.Kernels.Quantized;
 /// <item>Q8_0, 8 groups of 32 bytes: group j, row i = the row's levels 4j..4j+3.</item>
 /// </list>
 /// Q4_K and Q6_K records (256 values per row, Q8_K activations) are laid out as <see cref="KPanelKernels"/> describes.
+/// F32, F16 and BF16 records hold 32 values of each of the 8 rows, value-major ([32][8], the file's element type), so
+/// a panel is its rows transposed, [k][8]: <see cref="FloatPanelKernels"/> load one value of all 8 rows with one load
+/// and keep one fused multiply-add chain per output.
 /// Same bytes per weight as the file (Q4_K: 3% more, its scales unpacked), so the packed copy replaces the mapped
 /// pages rather than adding to them.
 /// </summary>
@@ -60,6 +63,9 @@ public sealed unsafe class RepackedMatrix : IDisposable
     /// <summary>Whether the type's panels are k-quant records (Q8_K activations, <see cref="KPanelKernels"/>).</summary>
     public static bool IsKQuant(GgmlType type) => type is GgmlType.Q4_K or GgmlType.Q6_K;
 
+    /// <summary>Whether the type's panels are transposed float rows (<see cref="FloatPanelKernels"/>).</summary>
+    public static bool IsFloat(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+
     /// <summary>Bytes of one block column of a panel, 0 for types that have no panel layout.</summary>
     public static int RecordBytes(GgmlType type) => type switch
     {
@@ -68,6 +74,8 @@ public sealed unsafe class RepackedMatrix : IDisposable
         GgmlType.Q8_0 => 16 + 256,
         GgmlType.Q4_K => KPanelKernels.Q4KRecordBytes,
         GgmlType.Q6_K => KPanelKernels.Q6KRecordBytes,
+        GgmlType.F32 => 32 * PanelRows * sizeof(float),
+        GgmlType.F16 or GgmlType.BF16 => 32 * PanelRows * sizeof(ushort),
         _ => 0,
     };
 
@@ -83,12 +91,13 @@ public sealed unsafe class RepackedMatrix : IDisposable
     }
 
     /// <summary>
-    /// Packs panels [begin, end) of <paramref name="w"/> (the tensor this matrix was created for). False when a scale is
-    /// an infinity or a NaN (exponent 31, never produced by a quantizer): the caller then drops the matrix and the tensor
-    /// stays unpacked, so the kernels' exact half conversion never has to handle them.
+    /// Packs panels [begin, end) of <paramref name="w"/> (the tensor this matrix was created for). False when a scale (or
+    /// an F16 weight) is an infinity or a NaN (exponent 31, never produced by a quantizer): the caller then drops the
+    /// matrix and the tensor stays unpacked, so the kernels' exact half conversion never has to handle them.
     /// </summary>
     public bool PackPanels(Tensor w, int begin, int end)
     {
+        if (IsFloat(Type)) return PackFloatPanels(w, begin, end);
         int nonFinite = 0;
         long rowStride = w.RowStride;
         int blocks = Blocks, fileBlock = GgmlTypeInfo.BlockBytes(Type);
@@ -140,6 +149,42 @@ public sealed unsafe class RepackedMatrix : IDisposable
         return nonFinite == 0;
     }
 
+    private bool PackFloatPanels(Tensor w, int begin, int end)
+    {
+        long rowStride = w.RowStride;
+        int k = RowLength;
+        if (Type == GgmlType.F32)
+        {
+            for (int p = begin; p < end; p++)
+            {
+                float* panel = (float*)(Data + p * PanelStride);
+                for (int i = 0; i < PanelRows; i++)
+                {
+                    float* row = (float*)(w.Data + ((long)p * PanelRows + i) * rowStride);
+                    for (int e = 0; e < k; e++) panel[e * PanelRows + i] = row[e];
+                }
+            }
+            return true;
+        }
+        int special = 0;
+        for (int p = begin; p < end; p++)
+        {
+            ushort* panel = (ushort*)(Data + p * PanelStride);
+            for (int i = 0; i < PanelRows; i++)
+            {
+                ushort* row = (ushort*)(w.Data + ((long)p * PanelRows + i) * rowStride);
+                for (int e = 0; e < k; e++)
+                {
+                    ushort h = row[e];
+                    special |= (h & 0x7C00) == 0x7C00 ? 1 : 0;
+                    panel[e * PanelRows + i] = h;
+                }
+            }
+        }
+        // BF16 converts exactly by a shift whatever the value; F16's in-register conversion is exact for finite halves only.
+        return Type == GgmlType.BF16 || special == 0;
+    }
+
     /// <summary>Packs the whole tensor on the calling thread (tests, benchmarks); null when it cannot be packed.</summary>
     public static RepackedMatrix? Pack(Tensor w)
     {
@@ -181,6 +226,20 @@ public sealed unsafe class RepackedMatrix : IDisposable
         if ((ulong)row >= (ulong)Rows) throw new ArgumentOutOfRangeException(nameof(row), $"row {row} is not in 0..{Rows - 1}");
         byte* panel = Data + row / PanelRows * PanelStride;
         int i = (int)(row % PanelRows);
+        if (IsFloat(Type))
+        {
+            for (int e = 0; e < RowLength; e++)
+            {
+                long at = (long)e * PanelRows + i;
+                dst[e] = Type switch
+                {
+                    GgmlType.F32 => ((float*)panel)[at],
+                    GgmlType.F16 => (float)BitConverter.UInt16BitsToHalf(((ushort*)panel)[at]),
+                    _ => BitConverter.Int32BitsToSingle(((ushort*)panel)[at] << 16),
+                };
+            }
+            return;
+        }
         if (IsKQuant(Type))
         {
             for (int b = 0; b < Blocks; b++)
