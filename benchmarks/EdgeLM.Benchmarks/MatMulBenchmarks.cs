@@ -127,11 +127,14 @@ public class PackedGemmBenchmarks : MatMulBenchmarkBase
 }
 
 /// <summary>
-/// Float-weight GEMM at a full pp512 batch: the converted-once weight panel and the k-blocked 4x3 tile, where the
-/// FFN shapes spend prompt processing time (GOP/s column; compare with 2 FMA x 8 lanes x 2 x clock per core).
+/// Float-weight GEMM at a full pp512 batch on the packed panels sessions use (FloatPanelKernels' outer-product tile),
+/// where the FFN shapes spend prompt processing time (GOP/s column; compare with 2 FMA x 8 lanes x 2 x clock per
+/// core). The file-layout dot-product tile is in the Gemm cases.
 /// </summary>
 public class FloatPrefillBenchmarks : MatMulBenchmarkBase
 {
+    protected override bool Repacked => true;
+
     public static IEnumerable<MatMulCase> Cases => MatMulCase.FloatPrefill();
 
     [ParamsSource(nameof(Cases))]

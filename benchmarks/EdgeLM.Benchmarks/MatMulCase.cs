@@ -49,7 +49,8 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
 
     /// <summary>Types that sessions repack into panels (EdgeLM.Kernels.Quantized.RepackedMatrix).</summary>
     public static bool Repackable(GgmlType type) =>
-        type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+        type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K
+            or GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
 
     /// <summary>Float weights (F16 is the unquantized baseline users bench first) at llama-bench's pp512 batch.</summary>
     public static readonly GgmlType[] FloatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];
