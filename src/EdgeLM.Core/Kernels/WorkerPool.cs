@@ -48,6 +48,10 @@ public sealed class WorkerPool : IDisposable
 
     private static long Pack(int generation, int count, int next) =>
         ((generation & GenerationMask) << (2 * ItemBits)) | ((long)count << ItemBits) | (uint)next;
+
+    /// <summary>Whether a claim word belongs to this generation. The shift is unsigned: from generation 2^19 on the
+    /// word's top bit is set, and an arithmetic shift made every claim look foreign, so every job hung.</summary>
+    private static bool SameGeneration(long claim, int generation) => (claim >>> (2 * ItemBits)) == (generation & GenerationMask);
     private int _completed;
     private int _generation;
     private int _sleeping;
@@ -55,6 +59,10 @@ public sealed class WorkerPool : IDisposable
     private Exception? _error;
 
     public int ThreadCount { get; }
+
+    /// <summary>Tests: makes the next job's generation <paramref name="generation"/> + 1 (the claim word's generation
+    /// field wraps after 2^20 jobs, a few thousand decoded tokens).</summary>
+    internal void SetGenerationForTests(int generation) => Volatile.Write(ref _generation, generation);
 
     internal MatMul.Job MatMulJob { get; } = new();
 
@@ -158,7 +166,7 @@ public sealed class WorkerPool : IDisposable
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
-            if ((claim >> (2 * ItemBits)) != (generation & GenerationMask)) return passedAt;
+            if (!SameGeneration(claim, generation)) return passedAt;
             int jobCount = (int)((claim >> ItemBits) & ItemMask), begin = (int)(claim & ItemMask);
             if (begin >= jobCount) return passedAt;
             bool inFirstPhase = begin < firstPhase;
@@ -197,7 +205,7 @@ public sealed class WorkerPool : IDisposable
         while (true)
         {
             long claim = Volatile.Read(ref _claim);
-            if ((claim >> (2 * ItemBits)) != (generation & GenerationMask)) return 0;
+            if (!SameGeneration(claim, generation)) return 0;
             int count = (int)((claim >> ItemBits) & ItemMask), next = (int)(claim & ItemMask);
             if (next >= count) return 0;
             if (Interlocked.CompareExchange(ref _claim, Pack(generation, count, count), claim) == claim) return count - next;

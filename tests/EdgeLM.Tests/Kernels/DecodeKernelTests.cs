@@ -12,10 +12,10 @@ namespace EdgeLM.Tests.Kernels;
 public unsafe class DecodeKernelTests
 {
     /// <summary>A weight whose quant bytes are all 0xFF (largest level, every Q5_0 fifth bit set) with finite half scales.</summary>
-    private static (Tensor, NativeBuffer) MaximalWeight(GgmlType type, int k, int rows)
+    private static (Tensor, NativeBuffer) MaximalWeight(GgmlType type, int k, int rows, byte quantByte = 0xFF)
     {
         var (w, buffer) = PanelTestSupport.RandomWeight(type, k, rows, 3, [0], normalBase: 0x2000);
-        buffer.Span.Fill(0xFF);
+        buffer.Span.Fill(quantByte);
         int blockBytes = GgmlTypeInfo.BlockBytes(type);
         // Half fields: Q5_0 d at 0; Q4_K d, dmin at 0, 2; Q6_K d at 208. 0xFF elsewhere is the largest level, the
         // largest 6-bit Q4_K scale and min, and Q6_K scale -1.
@@ -30,24 +30,32 @@ public unsafe class DecodeKernelTests
     [InlineData(GgmlType.Q5_0, 896, 5)]
     [InlineData(GgmlType.Q4_0, 896, 1)]
     [InlineData(GgmlType.Q8_0, 896, 1)]
-    public void BlockPanelDecodeIsExactAtMaximalLevels(GgmlType type, int k, int n)
+    // Q4_0 level -8 everywhere; Q8_0 levels -128 and 127 (the largest |w| the sign trick and one-group runs must hold),
+    // against activations of either sign.
+    [InlineData(GgmlType.Q4_0, 896, 1, 0x00)]
+    [InlineData(GgmlType.Q4_0, 4864, 1, 0xFF, 1f)]
+    [InlineData(GgmlType.Q8_0, 4864, 1, 0x80)]
+    [InlineData(GgmlType.Q8_0, 896, 1, 0x80, 1f)]
+    [InlineData(GgmlType.Q8_0, 896, 1, 0x7F)]
+    [InlineData(GgmlType.Q8_0, 896, 5, 0x7F, 1f)]
+    public void BlockPanelDecodeIsExactAtMaximalLevels(GgmlType type, int k, int n, byte quantByte = 0xFF, float activation = -1f)
     {
         const int rows = 16;
-        var (w, buffer) = MaximalWeight(type, k, rows);
+        var (w, buffer) = MaximalWeight(type, k, rows, quantByte);
         using var _ = buffer;
         using var m = RepackedMatrix.Pack(w)!;
         Assert.NotNull(m);
         long rowBytes = ActivationQuantizer.RowBytes(ActivationFormat.Q8_0, k);
         var xq = new byte[rowBytes * n];
         var info = new byte[(long)k / 32 * RepackKernels.ActivationInfoBytes * n];
-        var row = Enumerable.Repeat(-1f, k).ToArray(); // all levels -127
+        var row = Enumerable.Repeat(activation, k).ToArray(); // all levels -127 or 127
         for (int t = 0; t < n; t++)
         {
             ActivationQuantizer.Row(ActivationFormat.Q8_0, row, xq.AsSpan((int)(t * rowBytes), (int)rowBytes));
             fixed (byte* px = xq, pi = info)
                 RepackKernels.ActivationInfoRow(px + t * rowBytes, k / 32, pi + (long)t * (k / 32) * RepackKernels.ActivationInfoBytes);
         }
-        Assert.Equal(unchecked((byte)-127), xq[2]);
+        Assert.Equal(unchecked((byte)(activation < 0 ? -127 : 127)), xq[2]);
         var expected = new float[n * rows];
         var scalar = new float[n * rows];
         var actual = new float[n * rows];

@@ -34,6 +34,27 @@ public class WorkerPoolTests
                 }
     }
 
+    [Theory]
+    [InlineData((1 << 19) - 3)] // the claim word's top bit becomes set
+    [InlineData((1 << 20) - 3)] // its generation field wraps to 0
+    [InlineData(int.MaxValue - 3)] // the generation counter itself wraps
+    public async Task JobsRunAcrossGenerationBoundaries(int start)
+    {
+        using var pool = new WorkerPool(2);
+        pool.SetGenerationForTests(start);
+        // A job that hangs would hang the test run: run them on another thread and give up after a generous time.
+        var run = Task.Run(() =>
+        {
+            for (int repeat = 0; repeat < 8; repeat++)
+            {
+                var job = new CountingJob(100);
+                pool.RunGuided(job, 100, 1, repeat % 2 == 0 ? 0 : 10);
+                Assert.All(job.Hits, h => Assert.Equal(1, h));
+            }
+        });
+        await run.WaitAsync(TimeSpan.FromSeconds(30)); // TimeoutException: the jobs hung
+    }
+
     private sealed class ThrowingJob : IRangeJob
     {
         public void Execute(int begin, int end, int worker)
