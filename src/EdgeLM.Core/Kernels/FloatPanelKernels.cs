@@ -312,7 +312,8 @@ internal static unsafe class FloatPanelKernels
                 }
     }
 
-    private static float Value(GgmlType type, byte* panel, long at) => type switch
+    /// <summary>Packed value <paramref name="at"/> of a panel, converted exactly (the reference's and the row read-back's view).</summary>
+    internal static float Value(GgmlType type, byte* panel, long at) => type switch
     {
         GgmlType.F32 => ((float*)panel)[at],
         GgmlType.F16 => (float)BitConverter.UInt16BitsToHalf(((ushort*)panel)[at]),

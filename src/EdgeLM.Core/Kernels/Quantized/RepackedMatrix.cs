@@ -228,16 +228,7 @@ public sealed unsafe class RepackedMatrix : IDisposable
         int i = (int)(row % PanelRows);
         if (IsFloat(Type))
         {
-            for (int e = 0; e < RowLength; e++)
-            {
-                long at = (long)e * PanelRows + i;
-                dst[e] = Type switch
-                {
-                    GgmlType.F32 => ((float*)panel)[at],
-                    GgmlType.F16 => (float)BitConverter.UInt16BitsToHalf(((ushort*)panel)[at]),
-                    _ => BitConverter.Int32BitsToSingle(((ushort*)panel)[at] << 16),
-                };
-            }
+            for (int e = 0; e < RowLength; e++) dst[e] = FloatPanelKernels.Value(Type, panel, (long)e * PanelRows + i);
             return;
         }
         if (IsKQuant(Type))
