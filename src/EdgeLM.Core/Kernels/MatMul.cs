@@ -148,6 +148,10 @@ public static unsafe class MatMul
         private Tensors.NativeBuffer? _activationInfo;
         private bool _infoUsed;
         private byte* _info;
+        // The input rows copied at FloatPanelKernels.InputStride for packed float weights with several rows (prefill).
+        private Tensors.NativeBuffer? _floatInput;
+        private float* _floatRows;
+        private int _floatStride;
         private int _piecesPerRow, _prepareItems;
         // Per-worker float scratch, 64-byte aligned: the prefill tile reads its converted rows with 32-byte loads
         // thousands of times, and a managed array's 8-byte alignment made half of them split cache lines
@@ -212,12 +216,14 @@ public static unsafe class MatMul
             try
             {
                 long start = pool.Profiling ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
-                bool quantized = false;
+                bool copies = false; // the prepare phase writes the input in the weights' formats
                 for (int f = 0; f < FormatCount; f++)
                 {
                     _quantizedRows[f] = null;
-                    if (_formatUsed[f]) { ReserveQuantized((ActivationFormat)f); quantized = true; }
+                    if (_formatUsed[f]) { ReserveQuantized((ActivationFormat)f); copies = true; }
                 }
+                _floatRows = null;
+                if (HasPackedFloatPrefill()) { ReserveFloatInput(); copies = true; }
                 bool byRows = _n >= RowPreparationMinRows;
                 if (_normSource != null && !byRows)
                 {
@@ -227,7 +233,7 @@ public static unsafe class MatMul
                     _normSource = null;
                 }
                 _piecesPerRow = byRows ? 1 : (_in + PieceFloats - 1) / PieceFloats;
-                _prepareItems = quantized ? _n * _piecesPerRow : _normSource != null ? _n : 0;
+                _prepareItems = copies ? _n * _piecesPerRow : _normSource != null ? _n : 0;
                 long before = pool.FirstPhaseTicks;
                 if (pool.Profiling) QuantizeTicks += System.Diagnostics.Stopwatch.GetTimestamp() - start;
 
@@ -248,6 +254,25 @@ public static unsafe class MatMul
             }
         }
 
+        private bool HasPackedFloatPrefill()
+        {
+            if (_n == 1) return false;
+            for (int i = 0; i < _segmentCount; i++) if (_segments[i].Tile == null && _segments[i].Packed != null) return true;
+            return false;
+        }
+
+        private void ReserveFloatInput()
+        {
+            _floatStride = FloatPanelKernels.InputStride(_in);
+            long need = (long)_n * _floatStride * sizeof(float);
+            if (_floatInput is null || _floatInput.Length < need)
+            {
+                _floatInput?.Dispose();
+                _floatInput = new Tensors.NativeBuffer(need);
+            }
+            _floatRows = (float*)_floatInput.Pointer;
+        }
+
         private bool HasFloatPrefill()
         {
             if (_n == 1) return false;
@@ -265,6 +290,8 @@ public static unsafe class MatMul
             }
             _activationInfo?.Dispose();
             _activationInfo = null;
+            _floatInput?.Dispose();
+            _floatInput = null;
             for (int i = 0; i < _scratch.Length; i++)
             {
                 _scratch[i]?.Dispose();
@@ -341,13 +368,15 @@ public static unsafe class MatMul
             }
         }
 
-        /// <summary>Input row item / piecesPerRow, piece item % piecesPerRow: normalized (whole rows only) and quantized.</summary>
+        /// <summary>Input row item / piecesPerRow, piece item % piecesPerRow: normalized (whole rows only), quantized and
+        /// copied for the float prefill.</summary>
         private void Prepare(int item)
         {
             int t = item / _piecesPerRow, piece = item % _piecesPerRow;
             float* x = _x + (long)t * _in;
             if (_normSource != null) RmsNorm.Apply(_normSource + (long)t * _in, _normWeight, x, _in, _normEps);
             int first = piece * PieceFloats, count = _piecesPerRow == 1 ? _in : Math.Min(PieceFloats, _in - first);
+            if (_floatRows != null) new ReadOnlySpan<float>(x + first, count).CopyTo(new Span<float>(_floatRows + (long)t * _floatStride + first, count));
             for (int f = 0; f < FormatCount; f++)
             {
                 byte* rows = _quantizedRows[f];
@@ -450,7 +479,7 @@ public static unsafe class MatMul
                 for (int r0 = first; r0 < end; r0 += RowsPerUnit * FloatUnitsPerGroup)
                 {
                     int rows = Math.Min(RowsPerUnit * FloatUnitsPerGroup, end - r0);
-                    FloatPanelKernels.Prefill(packed, r0 / rowsPerPanel, rows / rowsPerPanel, _x, n, s.Output + r0, outDim, buffer);
+                    FloatPanelKernels.Prefill(packed, r0 / rowsPerPanel, rows / rowsPerPanel, _floatRows, _floatStride, n, s.Output + r0, outDim, buffer);
                 }
                 return;
             }

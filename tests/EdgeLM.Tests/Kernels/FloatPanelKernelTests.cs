@@ -75,14 +75,14 @@ public unsafe class FloatPanelKernelTests
     }
 
     private delegate void DecodePath(GgmlType type, byte* data, long panelStride, int panels, float* x, int k, float* y);
-    private delegate void PrefillPath(GgmlType type, byte* data, long panelStride, int panels, float* x, int n, int k, float* y, long yStride, float* scratch);
+    private delegate void PrefillPath(GgmlType type, byte* data, long panelStride, int panels, float* x, int xStride, int n, int k, float* y, long yStride, float* scratch);
 
     private static List<(string, DecodePath, PrefillPath)> Paths() =>
     [
         ("vector128", FloatPanelKernels.Decode<Lanes128>, FloatPanelKernels.Prefill<Lanes128>),
         ("vector256", FloatPanelKernels.Decode<Lanes256>, FloatPanelKernels.Prefill<Lanes256>),
-        ("scalar", (t, d, s, p, x, k, y) => FloatPanelKernels.Reference(t, d, s, p, x, 1, k, y, p * RepackedMatrix.PanelRows),
-            (t, d, s, p, x, n, k, y, ys, _) => FloatPanelKernels.Reference(t, d, s, p, x, n, k, y, ys)),
+        ("scalar", (t, d, s, p, x, k, y) => FloatPanelKernels.Reference(t, d, s, p, x, k, 1, k, y, p * RepackedMatrix.PanelRows),
+            (t, d, s, p, x, xs, n, k, y, ys, _) => FloatPanelKernels.Reference(t, d, s, p, x, xs, n, k, y, ys)),
     ];
 
     [Theory]
@@ -90,6 +90,7 @@ public unsafe class FloatPanelKernelTests
     [InlineData(GgmlType.F16, 896, 64, 13)]
     [InlineData(GgmlType.F16, 32, 8, 7)]
     [InlineData(GgmlType.F16, 2080, 16, 6)] // three passes of the prefill tile
+    [InlineData(GgmlType.F16, 1024, 16, 7)] // input rows at a padded stride
     [InlineData(GgmlType.F16, 96, 40, 53)] // two token chunks, a partial tile, an odd column count
     [InlineData(GgmlType.F32, 160, 24, 9)]
     [InlineData(GgmlType.BF16, 224, 56, 8)]
@@ -103,12 +104,17 @@ public unsafe class FloatPanelKernelTests
         float[] expected = Expected(w, x, n);
         int panels = rows / RepackedMatrix.PanelRows;
         var scratch = new float[FloatPanelKernels.ScratchFloats(panels, k)];
+        // Prefill reads its rows at the padded stride; NaN in the padding would show if a kernel read past k.
+        int xStride = FloatPanelKernels.InputStride(k);
+        var padded = new float[n * xStride];
+        Array.Fill(padded, float.NaN);
+        for (int t = 0; t < n; t++) Array.Copy(x, t * k, padded, t * xStride, k);
         foreach (var (name, decode, prefill) in Paths())
         {
             var actual = new float[n * rows];
-            fixed (float* px = x, py = actual, ps = scratch)
+            fixed (float* px = x, pp = padded, py = actual, ps = scratch)
             {
-                prefill(type, m!.Data, m.PanelStride, panels, px, n, k, py, rows, ps);
+                prefill(type, m!.Data, m.PanelStride, panels, pp, xStride, n, k, py, rows, ps);
                 AssertBitwise(expected, actual, $"{name} prefill {type} k={k} rows={rows} n={n}");
                 Array.Clear(actual);
                 for (int t = 0; t < n; t++) decode(type, m.Data, m.PanelStride, panels, px + t * k, k, py + t * rows);
@@ -118,7 +124,24 @@ public unsafe class FloatPanelKernelTests
     }
 
     [Theory]
+    [InlineData(896)]
+    [InlineData(1024)]
+    [InlineData(2048)]
+    [InlineData(4096)]
+    [InlineData(11008)]
+    [InlineData(32)]
+    [InlineData(100)]
+    public void PrefillInputRowsOfATileFallInDifferentCacheSets(int k)
+    {
+        int stride = FloatPanelKernels.InputStride(k);
+        Assert.True(stride >= k && stride % 16 == 0 && stride - k < 16 * 8, $"stride {stride} for k = {k}");
+        for (int j = 1; j < FloatPanelKernels.TileTokens; j++)
+            Assert.NotEqual(0L, (long)j * stride * sizeof(float) % 4096);
+    }
+
+    [Theory]
     [InlineData(GgmlType.F16, 896, 48)]
+    [InlineData(GgmlType.F16, 1024, 16)] // the input copied at a padded stride
     [InlineData(GgmlType.BF16, 64, 24)]
     [InlineData(GgmlType.F32, 96, 8)]
     public void MatMulOnPackedWeightsEqualsTheFusedChainWhateverTheThreadCount(GgmlType type, int k, int rows)
