@@ -22,7 +22,7 @@ namespace EdgeLM.Kernels;
 /// A "column" is <c>TL.Count</c> rows of one panel (a whole panel on Vector256, half of one on Vector128), read with one
 /// load per k step at a stride of 8 values.
 /// </summary>
-internal static unsafe class FloatPanelKernels
+internal static unsafe partial class FloatPanelKernels
 {
     private const int PanelRows = RepackedMatrix.PanelRows;
 
@@ -40,8 +40,10 @@ internal static unsafe class FloatPanelKernels
     /// </summary>
     internal const int DepthBlock = 1024;
 
-    /// <summary>Floats of scratch <see cref="Prefill"/> needs for <paramref name="panels"/> panels of k values.</summary>
-    public static long ScratchFloats(int panels, int k) => (long)panels * PanelRows * k + (long)(panels + 1) * PanelRows * ChunkTokens + 2 * 16;
+    /// <summary>Floats of scratch <see cref="Prefill"/> needs for <paramref name="panels"/> panels of k values (on
+    /// any path: the 512-bit layout of <see cref="PrefillWide"/> included).</summary>
+    public static long ScratchFloats(int panels, int k) =>
+        Math.Max((long)panels * PanelRows * k + (long)(panels + 1) * PanelRows * ChunkTokens + 2 * 16, WideScratchFloats(panels, k));
 
     /// <summary>One token: y[r] for the rows of panels [firstPanel, firstPanel + panels).</summary>
     public static void Decode(RepackedMatrix m, int firstPanel, int panels, float* x, float* y)
@@ -59,7 +61,8 @@ internal static unsafe class FloatPanelKernels
     public static void Prefill(RepackedMatrix m, int firstPanel, int panels, float* x, int n, float* y, long yStride, float* scratch)
     {
         byte* data = m.Data + firstPanel * m.PanelStride;
-        if (Vector256.IsHardwareAccelerated) Prefill<Lanes256>(m.Type, data, m.PanelStride, panels, x, n, m.RowLength, y, yStride, scratch);
+        if (Vector512.IsHardwareAccelerated) PrefillWide(m.Type, data, m.PanelStride, panels, x, n, m.RowLength, y, yStride, scratch);
+        else if (Vector256.IsHardwareAccelerated) Prefill<Lanes256>(m.Type, data, m.PanelStride, panels, x, n, m.RowLength, y, yStride, scratch);
         else if (Vector128.IsHardwareAccelerated) Prefill<Lanes128>(m.Type, data, m.PanelStride, panels, x, n, m.RowLength, y, yStride, scratch);
         else Reference(m.Type, data, m.PanelStride, panels, x, n, m.RowLength, y, yStride);
     }
