@@ -20,7 +20,9 @@ namespace EdgeLM.Kernels;
 /// <item>decode streams each panel as one contiguous run of memory.</item>
 /// </list>
 /// A "column" is <c>TL.Count</c> rows of one panel (a whole panel on Vector256, half of one on Vector128), read with one
-/// load per k step at a stride of 8 values.
+/// load per k step at a stride of 8 values. Where Vector512 is hardware accelerated, prefill first converts each pair
+/// of panels into one 16-row column (<see cref="PrefillWide"/>), so one zmm load covers 16 rows per k step; its lanes run
+/// the same chains, hence the same bits. Its AVX-512 speed has not been measured (no AVX-512 on the development machine).
 /// </summary>
 internal static unsafe partial class FloatPanelKernels
 {
