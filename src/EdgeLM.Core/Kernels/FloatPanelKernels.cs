@@ -20,9 +20,11 @@ namespace EdgeLM.Kernels;
 /// <item>decode streams each panel as one contiguous run of memory.</item>
 /// </list>
 /// A "column" is <c>TL.Count</c> rows of one panel (a whole panel on Vector256, half of one on Vector128), read with one
-/// load per k step at a stride of 8 values.
+/// load per k step at a stride of 8 values. Where Vector512 is hardware accelerated, prefill first converts each pair
+/// of panels into one 16-row column (<see cref="PrefillWide"/>), so one zmm load covers 16 rows per k step; its lanes run
+/// the same chains, hence the same bits. Its AVX-512 speed has not been measured (no AVX-512 on the development machine).
 /// </summary>
-internal static unsafe class FloatPanelKernels
+internal static unsafe partial class FloatPanelKernels
 {
     private const int PanelRows = RepackedMatrix.PanelRows;
 
@@ -42,7 +44,7 @@ internal static unsafe class FloatPanelKernels
 
     /// <summary>
     /// Row stride (floats) for the prefill input: rows k floats apart alias in the L1 and L2 sets when 4k bytes is a
-    /// multiple of 4 KB (Qwen-1.8B's k = 2048, 8 KB), and a tile's 6 token streams then evict each other: measured at
+    /// multiple of 4 KB (Qwen-1.8B's k = 2048, 8 KB), and a tile's 6 (8 on 512 bits) token streams then evict each other: measured at
     /// k = 2048, 128 tokens, 1 thread, the tile ran at 33-44 GFLOP/s with rows 2048 floats apart and 67-86 with
     /// 2064. The stride is rounded to whole cache lines and moved until no two of a tile's rows share a set offset.
     /// </summary>
@@ -54,14 +56,16 @@ internal static unsafe class FloatPanelKernels
 
         static bool Aliases(int stride)
         {
-            for (int j = 1; j < TileTokens; j++)
+            for (int j = 1; j < Math.Max(TileTokens, WideTileTokens); j++)
                 if ((long)j * stride * sizeof(float) % 4096 == 0) return true;
             return false;
         }
     }
 
-    /// <summary>Floats of scratch <see cref="Prefill"/> needs for <paramref name="panels"/> panels of k values.</summary>
-    public static long ScratchFloats(int panels, int k) => (long)panels * PanelRows * k + (long)(panels + 1) * PanelRows * ChunkTokens + 2 * 16;
+    /// <summary>Floats of scratch <see cref="Prefill"/> needs for <paramref name="panels"/> panels of k values (on
+    /// any path: the 512-bit layout of <see cref="PrefillWide"/> included).</summary>
+    public static long ScratchFloats(int panels, int k) =>
+        Math.Max((long)panels * PanelRows * k + (long)(panels + 1) * PanelRows * ChunkTokens + 2 * 16, WideScratchFloats(panels, k));
 
     /// <summary>One token: y[r] for the rows of panels [firstPanel, firstPanel + panels).</summary>
     public static void Decode(RepackedMatrix m, int firstPanel, int panels, float* x, float* y)
@@ -79,7 +83,8 @@ internal static unsafe class FloatPanelKernels
     public static void Prefill(RepackedMatrix m, int firstPanel, int panels, float* x, int xStride, int n, float* y, long yStride, float* scratch)
     {
         byte* data = m.Data + firstPanel * m.PanelStride;
-        if (Vector256.IsHardwareAccelerated) Prefill<Lanes256>(m.Type, data, m.PanelStride, panels, x, xStride, n, m.RowLength, y, yStride, scratch);
+        if (Vector512.IsHardwareAccelerated) PrefillWide(m.Type, data, m.PanelStride, panels, x, xStride, n, m.RowLength, y, yStride, scratch);
+        else if (Vector256.IsHardwareAccelerated) Prefill<Lanes256>(m.Type, data, m.PanelStride, panels, x, xStride, n, m.RowLength, y, yStride, scratch);
         else if (Vector128.IsHardwareAccelerated) Prefill<Lanes128>(m.Type, data, m.PanelStride, panels, x, xStride, n, m.RowLength, y, yStride, scratch);
         else Reference(m.Type, data, m.PanelStride, panels, x, xStride, n, m.RowLength, y, yStride);
     }

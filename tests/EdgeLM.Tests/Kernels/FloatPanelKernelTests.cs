@@ -14,7 +14,7 @@ namespace EdgeLM.Tests.Kernels;
 public unsafe class FloatPanelKernelTests
 {
     /// <summary>Random finite weights: F16 includes subnormals, zeros and the largest half; F32/BF16 a wide range.</summary>
-    private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed)
+    internal static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed)
     {
         var random = new Random(seed);
         long bytes = Tensor.ExpectedBytes(type, [k, rows]);
@@ -42,14 +42,14 @@ public unsafe class FloatPanelKernelTests
         return (new Tensor("w", type, [k, rows], buffer.Pointer, bytes), buffer);
     }
 
-    private static float[] RandomTokens(int n, int k, int seed)
+    internal static float[] RandomTokens(int n, int k, int seed)
     {
         var random = new Random(seed);
         return Enumerable.Range(0, n * k).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
     }
 
     /// <summary>y[t, r] = fma chain over the file row r in ascending k, from 0.</summary>
-    private static float[] Expected(Tensor w, float[] x, int n)
+    internal static float[] Expected(Tensor w, float[] x, int n)
     {
         int k = w.RowLength, rows = (int)w.RowCount;
         var row = new float[k];
@@ -67,7 +67,7 @@ public unsafe class FloatPanelKernelTests
         return y;
     }
 
-    private static void AssertBitwise(float[] expected, float[] actual, string what)
+    internal static void AssertBitwise(float[] expected, float[] actual, string what)
     {
         for (int i = 0; i < expected.Length; i++)
             if (BitConverter.SingleToInt32Bits(expected[i]) != BitConverter.SingleToInt32Bits(actual[i]))
