@@ -21,12 +21,15 @@ internal static unsafe partial class FloatPanelKernels
     /// <summary>Tokens of one 512-bit tile (<see cref="ChunkTokens"/> is a multiple of it).</summary>
     internal const int WideTileTokens = 8;
 
+    /// <summary>Parking slots per column pair: the chunk's tokens and a tail tile's (see <see cref="ParkedTokens"/>).</summary>
+    private const int WideParkedTokens = ChunkTokens + WideTileTokens;
+
     /// <summary>Floats of scratch <see cref="PrefillWide"/> needs: the converted columns, the parked accumulators of
     /// whole column pairs, the sink of a padding column.</summary>
     private static long WideScratchFloats(int panels, int k)
     {
         long columns = (panels + 1) / 2, pairs = (columns + 1) / 2;
-        return columns * WideRows * k + pairs * ChunkTokens * 2 * WideRows + WideRows;
+        return columns * WideRows * k + pairs * WideParkedTokens * 2 * WideRows + WideRows;
     }
 
     /// <summary>
@@ -49,7 +52,7 @@ internal static unsafe partial class FloatPanelKernels
         // Parked accumulators: a column pair per [token][2][WideRows]; an odd column count repeats its last column
         // into the sink.
         float* acc = converted + columns * columnStride;
-        float* sink = acc + (long)((columns + 1) / 2) * ChunkTokens * 2 * WideRows;
+        float* sink = acc + (long)((columns + 1) / 2) * WideParkedTokens * 2 * WideRows;
         int passes = Math.Max(1, (k + DepthBlock - 1) / DepthBlock);
         int depth = (k + passes - 1) / passes;
         for (int t0 = 0; t0 < n; t0 += ChunkTokens)
@@ -66,7 +69,7 @@ internal static unsafe partial class FloatPanelKernels
                     float* w0 = converted + c * columnStride, w1 = converted + c1 * columnStride;
                     int rows0 = halfLast && c == columns - 1 ? PanelRows : WideRows;
                     int rows1 = halfLast && c1 != c && c1 == columns - 1 ? PanelRows : WideRows;
-                    float* parked = acc + (long)c * ChunkTokens * WideRows; // c is even: pair c / 2
+                    float* parked = acc + (long)c * WideParkedTokens * WideRows; // c is even: pair c / 2
                     float* y0 = y + (long)t0 * yStride + (long)c * WideRows;
                     float* y1 = c1 == c ? null : y0 + WideRows;
                     for (int t = 0; t < tiles; t++)
@@ -74,6 +77,13 @@ internal static unsafe partial class FloatPanelKernels
                         int tt = t * WideTileTokens;
                         Tile2x8Wide(w0, w1, x + (long)(t0 + tt) * xStride, xStride, from, to, parked + tt * 2 * WideRows, first,
                             last ? y0 + tt * yStride : null, y1 == null ? sink : y1 + tt * yStride, yStride, y1 == null ? 0 : yStride, rows0, rows1);
+                    }
+                    if (cols > tiles * WideTileTokens && tiles > 0)
+                    {
+                        int tt = cols - WideTileTokens;
+                        Tile2x8Wide(w0, w1, x + (long)(t0 + tt) * xStride, xStride, from, to, parked + ChunkTokens * 2 * WideRows, first,
+                            last ? y0 + tt * yStride : null, y1 == null ? sink : y1 + tt * yStride, yStride, y1 == null ? 0 : yStride, rows0, rows1);
+                        continue;
                     }
                     for (int tt = tiles * WideTileTokens; tt < cols; tt++)
                     {

@@ -35,6 +35,15 @@ internal static unsafe partial class FloatPanelKernels
     internal const int ChunkTokens = 48;
 
     /// <summary>
+    /// Parking slots per column pair: the chunk's tokens and a tail tile's. A chunk whose token count is not a multiple
+    /// of <see cref="TileTokens"/> ends with a whole tile over its last 6 tokens, overlapping the tile before it, in
+    /// slots of its own: the overlapped tokens are computed twice by the same chains (same bits, written twice), which
+    /// costs one tile instead of up to 5 single-token passes at a quarter of the FMA rate (their 2 chains wait on the
+    /// FMA latency).
+    /// </summary>
+    private const int ParkedTokens = ChunkTokens + TileTokens;
+
+    /// <summary>
     /// Most k steps per pass (k is cut into even passes, so k = 896 is one and 4864 five); the accumulators are parked
     /// between passes, exactly. A tile's two columns (64 bytes per step) stream well from L2: measured on 4864 x 896,
     /// 896 x 4864 and 896 x 896 at 512 tokens, passes of 256 steps (the columns in L1) were 3-25% slower than 900-5000,
@@ -65,7 +74,7 @@ internal static unsafe partial class FloatPanelKernels
     /// <summary>Floats of scratch <see cref="Prefill"/> needs for <paramref name="panels"/> panels of k values (on
     /// any path: the 512-bit layout of <see cref="PrefillWide"/> included).</summary>
     public static long ScratchFloats(int panels, int k) =>
-        Math.Max((long)panels * PanelRows * k + (long)(panels + 1) * PanelRows * ChunkTokens + 2 * 16, WideScratchFloats(panels, k));
+        Math.Max((long)panels * PanelRows * k + (long)(panels + 1) * PanelRows * ParkedTokens + 2 * 16, WideScratchFloats(panels, k));
 
     /// <summary>One token: y[r] for the rows of panels [firstPanel, firstPanel + panels).</summary>
     public static void Decode(RepackedMatrix m, int firstPanel, int panels, float* x, float* y)
@@ -173,8 +182,9 @@ internal static unsafe partial class FloatPanelKernels
             // Panels are contiguous: the group is one run of count values (at most int.MaxValue: a group is 64 rows).
             RowConvert.RowUnchecked(type, data, count * GgmlTypeInfo.BlockBytes(type) / GgmlTypeInfo.BlockSize(type), converted, (int)count);
         }
-        // Parked accumulators: a column pair per [token][2][lanes]; an odd column count pads one column (the +1 panel).
-        float* sink = acc + (long)(panels + 1) * PanelRows * ChunkTokens; // outputs of the padding column
+        // Parked accumulators: a column pair per [ParkedTokens][2][lanes]; an odd column count pads one column (the +1
+        // panel).
+        float* sink = acc + (long)(panels + 1) * PanelRows * ParkedTokens; // outputs of the padding column
         int lanes = TL.Count, perPanel = PanelRows / lanes, columns = panels * perPanel;
         long columnStride = (long)PanelRows * k; // floats from one converted panel to the next
         int passes = Math.Max(1, (k + DepthBlock - 1) / DepthBlock);
@@ -192,7 +202,7 @@ internal static unsafe partial class FloatPanelKernels
                     float* w0 = converted + c / perPanel * columnStride + c % perPanel * lanes;
                     int c1 = Math.Min(c + 1, columns - 1); // an odd count repeats the last column into the sink
                     float* w1 = converted + c1 / perPanel * columnStride + c1 % perPanel * lanes;
-                    float* parked = acc + (long)c * ChunkTokens * lanes; // [token][2 columns][lanes]
+                    float* parked = acc + (long)c * ParkedTokens * lanes; // [token][2 columns][lanes]
                     float* y0 = y + (long)t0 * yStride + c * lanes;
                     float* y1 = c1 == c ? null : y0 + lanes;
                     for (int t = 0; t < tiles; t++)
@@ -200,6 +210,13 @@ internal static unsafe partial class FloatPanelKernels
                         int tt = t * TileTokens;
                         Tile2x6<TL>(w0, w1, x + (long)(t0 + tt) * xStride, xStride, from, to, parked + tt * 2 * lanes, first,
                             last ? y0 + tt * yStride : null, y1 == null ? sink : y1 + tt * yStride, yStride, y1 == null ? 0 : yStride);
+                    }
+                    if (cols > tiles * TileTokens && tiles > 0)
+                    {
+                        int tt = cols - TileTokens;
+                        Tile2x6<TL>(w0, w1, x + (long)(t0 + tt) * xStride, xStride, from, to, parked + ChunkTokens * 2 * lanes, first,
+                            last ? y0 + tt * yStride : null, y1 == null ? sink : y1 + tt * yStride, yStride, y1 == null ? 0 : yStride);
+                        continue;
                     }
                     for (int tt = tiles * TileTokens; tt < cols; tt++)
                     {

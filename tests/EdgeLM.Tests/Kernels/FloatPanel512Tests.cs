@@ -93,7 +93,7 @@ public unsafe class FloatPanel512Tests
             foreach (int k in new[] { 1, 64, 896, 4864 })
             {
                 long columns = (panels + 1) / 2, pairs = (columns + 1) / 2;
-                long wide = columns * 16 * k + pairs * FloatPanelKernels.ChunkTokens * 2 * 16 + 16;
+                long wide = columns * 16 * k + pairs * (FloatPanelKernels.ChunkTokens + FloatPanelKernels.WideTileTokens) * 2 * 16 + 16;
                 Assert.True(FloatPanelKernels.ScratchFloats(panels, k) >= wide, $"panels={panels} k={k}");
             }
     }

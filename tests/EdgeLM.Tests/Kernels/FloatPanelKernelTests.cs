@@ -90,6 +90,7 @@ public unsafe class FloatPanelKernelTests
     [InlineData(GgmlType.F16, 896, 64, 13)]
     [InlineData(GgmlType.F16, 32, 8, 7)]
     [InlineData(GgmlType.F16, 2080, 16, 6)] // three passes of the prefill tile
+    [InlineData(GgmlType.F16, 2080, 24, 11)] // three passes, a tail tile overlapping the one before it
     [InlineData(GgmlType.F16, 1024, 16, 7)] // input rows at a padded stride
     [InlineData(GgmlType.F16, 96, 40, 53)] // two token chunks, a partial tile, an odd column count
     [InlineData(GgmlType.F32, 160, 24, 9)]
