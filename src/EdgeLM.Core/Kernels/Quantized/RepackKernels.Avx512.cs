@@ -128,24 +128,27 @@ public static unsafe partial class RepackKernels
         int blocks = m.Blocks;
         long panelStride = m.PanelStride;
         int pairedPanels = panelCount & ~1, tiledCols = cols & ~3;
-        if (tiledCols > 0)
+        if (pairedPanels == 0 || tiledCols == 0)
         {
-            for (int p = 0; p < pairedPanels; p += 2)
-            {
-                byte* panel = panels + p * panelStride;
-                float* yp = y + p * RepackedMatrix.PanelRows;
-                for (int c = 0; c < tiledCols; c += 4)
-                    TPanel512.Columns4<TDot>(panel, panel + panelStride, blocks, x + c * xStride, xStride, info + c * infoStride, infoStride,
-                        yp + c * yStride, yStride);
-            }
+            // Decode and lone panels: the 256-bit kernels as they are (Column1 streams the panel with its prefetches).
+            TileAvx2<TPanel, Avx2ByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+            return;
         }
-        // The odd panel (all its tokens) and the paired panels' last cols % 4 tokens: the 256-bit kernels, same bits.
+        for (int p = 0; p < pairedPanels; p += 2)
+        {
+            byte* panel = panels + p * panelStride;
+            float* yp = y + p * RepackedMatrix.PanelRows;
+            for (int c = 0; c < tiledCols; c += 4)
+                TPanel512.Columns4<TDot>(panel, panel + panelStride, blocks, x + c * xStride, xStride, info + c * infoStride, infoStride,
+                    yp + c * yStride, yStride);
+        }
+        // The paired panels' last cols % 4 tokens and the odd panel (all its tokens): the 256-bit kernels, same bits.
+        if (tiledCols < cols)
+            TileAvx2<TPanel, Avx2ByteDot>(m, panels, pairedPanels, x + tiledCols * xStride, xStride, info + tiledCols * infoStride, infoStride,
+                cols - tiledCols, y + tiledCols * yStride, yStride);
         if (pairedPanels < panelCount)
             TileAvx2<TPanel, Avx2ByteDot>(m, panels + pairedPanels * panelStride, panelCount - pairedPanels, x, xStride, info, infoStride,
                 cols, y + pairedPanels * RepackedMatrix.PanelRows, yStride);
-        if (tiledCols < cols && pairedPanels > 0)
-            TileAvx2<TPanel, Avx2ByteDot>(m, panels, pairedPanels, x + tiledCols * xStride, xStride, info + tiledCols * infoStride, infoStride,
-                cols - tiledCols, y + tiledCols * yStride, yStride);
     }
 
     /// <summary>Group j (32 bytes at <paramref name="offset"/> + 32 j) of two panels' records: p low, p + 1 high.</summary>
