@@ -9,7 +9,7 @@ using EdgeLM.Tests.Support;
 namespace EdgeLM.Tests.Kernels;
 
 [Trait("Category", "Kernels")]
-public unsafe class RepackKernelTests
+public unsafe partial class RepackKernelTests
 {
     /// <summary>Raw random blocks (any level, including Q8_0's -128) with finite half scales.</summary>
     private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed) =>

@@ -21,7 +21,7 @@ namespace EdgeLM.Kernels.Quantized;
 /// offset * sum once per block for all 8 rows.
 /// </para>
 /// </summary>
-public static unsafe class RepackKernels
+public static unsafe partial class RepackKernels
 {
     private const int BlockSize = 32;
     private const int ActivationBlockBytes = 34;
@@ -30,10 +30,11 @@ public static unsafe class RepackKernels
 
     /// <summary>
     /// The integer dot product the quantized kernels (these panels, the k-quant panels and the unpacked block kernels)
-    /// run on this machine, as their Tile methods dispatch: "avx-vnni", "avx2", "arm-dotprod", "vector128" or "scalar".
+    /// run on this machine, as their Tile methods dispatch: "avx-vnni", "avx512bw" (the Q4_0/Q5_0/Q8_0 prefill tile at 512
+    /// bits, the rest as "avx2"), "avx2", "arm-dotprod", "vector128" or "scalar".
     /// </summary>
     public static string IntegerDotPath =>
-        Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? "avx-vnni" : "avx2")
+        Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? "avx-vnni" : Avx512BW.IsSupported ? "avx512bw" : "avx2")
         : Vector128.IsHardwareAccelerated ? (Dp.IsSupported ? "arm-dotprod" : "vector128")
         : "scalar";
 
@@ -69,6 +70,7 @@ public static unsafe class RepackKernels
         if (Avx2.IsSupported && Fma.IsSupported)
         {
             if (AvxVnni.IsSupported) TileAvx2<VnniByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+            else if (Avx512BW.IsSupported) Tile512<Avx512ByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
             else TileAvx2<Avx2ByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
         }
         else if (Vector128.IsHardwareAccelerated) Tile128(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
