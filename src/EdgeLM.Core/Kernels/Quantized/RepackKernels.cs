@@ -34,7 +34,7 @@ public static unsafe partial class RepackKernels
     /// bits, the rest as "avx2"), "avx2", "arm-dotprod", "vector128" or "scalar".
     /// </summary>
     public static string IntegerDotPath =>
-        Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? "avx-vnni" : Avx512BW.IsSupported ? "avx512bw" : "avx2")
+        Avx2.IsSupported && Fma.IsSupported ? (AvxVnni.IsSupported ? "avx-vnni" : Avx512BW.IsSupported && Vector512.IsHardwareAccelerated ? "avx512bw" : "avx2")
         : Vector128.IsHardwareAccelerated ? (Dp.IsSupported ? "arm-dotprod" : "vector128")
         : "scalar";
 
@@ -70,7 +70,8 @@ public static unsafe partial class RepackKernels
         if (Avx2.IsSupported && Fma.IsSupported)
         {
             if (AvxVnni.IsSupported) TileAvx2<VnniByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
-            else if (Avx512BW.IsSupported) Tile512<Avx512ByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
+            // Not where .NET reports 512-bit vectors as not accelerated (CPUs that slow their clock for them).
+            else if (Avx512BW.IsSupported && Vector512.IsHardwareAccelerated) Tile512<Avx512ByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
             else TileAvx2<Avx2ByteDot>(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
         }
         else if (Vector128.IsHardwareAccelerated) Tile128(m, panels, panelCount, x, xStride, info, infoStride, cols, y, yStride);
