@@ -148,6 +148,20 @@ public unsafe partial class RepackKernelTests
         return (xq, info);
     }
 
+    /// <summary>ReferenceDot of every row of w (file layout) with each of the n activation rows: [token][row].</summary>
+    private static float[] ReferenceOutputs(Tensor w, byte[] xq, int n)
+    {
+        int k = w.RowLength, rows = (int)w.RowCount;
+        long xStride = xq.Length / n;
+        var expected = new float[n * rows];
+        fixed (byte* px = xq)
+            for (int t = 0; t < n; t++)
+                for (int r = 0; r < rows; r++)
+                    expected[t * rows + r] = RepackKernels.ReferenceDot(w.Type, w.Data + r * w.RowStride, px + t * xStride, k);
+        Assert.Contains(expected, v => v != 0);
+        return expected;
+    }
+
     /// <summary>Every path's tile of w against the n activation rows equals ReferenceDot on the file layout, bit for bit.</summary>
     private static void AssertPathsMatchReference(Tensor w, byte[] xq, byte[] info, int n, List<(string, TilePath)> paths)
     {
@@ -156,12 +170,7 @@ public unsafe partial class RepackKernelTests
         using var m = RepackedMatrix.Pack(w)!;
         Assert.NotNull(m);
         long xStride = xq.Length / n, infoStride = info.Length / n;
-        var expected = new float[n * rows];
-        fixed (byte* px = xq)
-            for (int t = 0; t < n; t++)
-                for (int r = 0; r < rows; r++)
-                    expected[t * rows + r] = RepackKernels.ReferenceDot(type, w.Data + r * w.RowStride, px + t * xStride, k);
-        Assert.Contains(expected, v => v != 0);
+        var expected = ReferenceOutputs(w, xq, n);
 
         foreach (var (name, path) in paths)
         {
