@@ -430,23 +430,14 @@ public static unsafe class MatMul
             for (int t0 = 0; t0 < n; t0 += TokensPerChunk)
             {
                 int cols = Math.Min(TokensPerChunk, n - t0);
-                if (kQuant)
-                {
-                    // The whole run of units in one call (the kernel walks panels in the same order): decode of a wide
-                    // output head is otherwise thousands of small calls per token.
-                    int r0 = fromUnit * RowsPerUnit;
-                    int panels = (Math.Min(toUnit * RowsPerUnit, outDim) - r0) / RepackedMatrix.PanelRows;
-                    KPanelKernels.Tile(m, m.Data + fromUnit * panelsPerUnit * m.PanelStride, panels, xq + t0 * xStride, xStride, cols,
-                        s.Output + (long)t0 * outDim + r0, outDim);
-                    continue;
-                }
-                for (int u = fromUnit; u < toUnit; u++)
-                {
-                    int r0 = u * RowsPerUnit;
-                    int panels = Math.Min(RowsPerUnit, outDim - r0) / RepackedMatrix.PanelRows;
-                    RepackKernels.Tile(m, m.Data + u * panelsPerUnit * m.PanelStride, panels, xq + t0 * xStride, xStride,
-                        info + t0 * infoStride, infoStride, cols, s.Output + (long)t0 * outDim + r0, outDim);
-                }
+                // The whole run of units in one call (the kernels walk panels in the same order): decode of a wide
+                // output head is otherwise thousands of small calls per token.
+                int r0 = fromUnit * RowsPerUnit;
+                int panels = (Math.Min(toUnit * RowsPerUnit, outDim) - r0) / RepackedMatrix.PanelRows;
+                byte* first = m.Data + fromUnit * panelsPerUnit * m.PanelStride;
+                float* y = s.Output + (long)t0 * outDim + r0;
+                if (kQuant) KPanelKernels.Tile(m, first, panels, xq + t0 * xStride, xStride, cols, y, outDim);
+                else RepackKernels.Tile(m, first, panels, xq + t0 * xStride, xStride, info + t0 * infoStride, infoStride, cols, y, outDim);
             }
         }
 
