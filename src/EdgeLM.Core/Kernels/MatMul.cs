@@ -223,7 +223,7 @@ public static unsafe class MatMul
                     if (_formatUsed[f]) { ReserveQuantized((ActivationFormat)f); copies = true; }
                 }
                 _floatRows = null;
-                if (HasPackedFloatPrefill()) { ReserveFloatInput(); copies = true; }
+                if (HasFloatPrefill(packedOnly: true)) { ReserveFloatInput(); copies = true; }
                 bool byRows = _n >= RowPreparationMinRows;
                 if (_normSource != null && !byRows)
                 {
@@ -254,13 +254,6 @@ public static unsafe class MatMul
             }
         }
 
-        private bool HasPackedFloatPrefill()
-        {
-            if (_n == 1) return false;
-            for (int i = 0; i < _segmentCount; i++) if (_segments[i].Tile == null && _segments[i].Packed != null) return true;
-            return false;
-        }
-
         private void ReserveFloatInput()
         {
             _floatStride = FloatPanelKernels.InputStride(_in);
@@ -273,10 +266,12 @@ public static unsafe class MatMul
             _floatRows = (float*)_floatInput.Pointer;
         }
 
-        private bool HasFloatPrefill()
+        /// <summary>Whether a float weight (only packed ones if <paramref name="packedOnly"/>) runs the prefill tile.</summary>
+        private bool HasFloatPrefill(bool packedOnly = false)
         {
             if (_n == 1) return false;
-            for (int i = 0; i < _segmentCount; i++) if (_segments[i].Tile == null) return true;
+            for (int i = 0; i < _segmentCount; i++)
+                if (_segments[i].Tile == null && (!packedOnly || _segments[i].Packed != null)) return true;
             return false;
         }
 
