@@ -19,7 +19,7 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
 
     public static readonly GgmlType[] Types =
     [
-        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0,
+        GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1,
         GgmlType.Q4_K, GgmlType.Q6_K,
     ];
 
@@ -48,9 +48,7 @@ public sealed record MatMulCase(GgmlType Type, int Out, int In, int Tokens)
         from t in Types from s in GemmShapes where Fits(t, s.In) select new MatMulCase(t, s.Out, s.In, GemmTokens);
 
     /// <summary>Types that sessions repack into panels (EdgeLM.Kernels.Quantized.RepackedMatrix).</summary>
-    public static bool Repackable(GgmlType type) =>
-        type is GgmlType.Q4_0 or GgmlType.Q5_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K
-            or GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+    public static bool Repackable(GgmlType type) => EdgeLM.Kernels.Quantized.RepackedMatrix.RecordBytes(type) > 0;
 
     /// <summary>Float weights (F16 is the unquantized baseline users bench first) at llama-bench's pp512 batch.</summary>
     public static readonly GgmlType[] FloatTypes = [GgmlType.F32, GgmlType.F16, GgmlType.BF16];

@@ -185,9 +185,11 @@ public static unsafe class MatMul
             ref var s = ref _segments[_segmentCount++];
             s.Weight = w; s.Output = y; s.OutDim = outDim; s.FirstUnit = _units; s.Bias = bias;
             s.Tile = KernelTile(w.Type, out s.Format);
+            s.Packed = WeightRepacker.Find(w); // float weights too: FloatPanelKernels
+            // Packed Q4_1 / Q5_1 take Q8_0 activations and their exact level sums, not Q8_1 (RepackKernels).
+            if (s.Packed != null && RepackedMatrix.HasMin(w.Type)) s.Format = ActivationFormat.Q8_0;
             if (s.Tile != null && _in % ActivationQuantizer.BlockSize(s.Format) != 0) s.Tile = null; // cannot happen for valid tensors
             if (s.Tile != null) _formatUsed[(int)s.Format] = true;
-            s.Packed = WeightRepacker.Find(w); // float weights too: FloatPanelKernels
             s.HalvesFinite = _n == 1 && s.Packed == null && w.HalvesAllFinite;
             if (s.Packed != null && s.Tile != null && s.Format == ActivationFormat.Q8_0) _infoUsed = true;
             _units += UnitsOf(outDim);

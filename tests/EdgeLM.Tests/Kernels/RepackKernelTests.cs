@@ -11,9 +11,9 @@ namespace EdgeLM.Tests.Kernels;
 [Trait("Category", "Kernels")]
 public unsafe partial class RepackKernelTests
 {
-    /// <summary>Raw random blocks (any level, including Q8_0's -128) with finite half scales.</summary>
+    /// <summary>Raw random blocks (any level, including Q8_0's -128) with finite half scales (and mins).</summary>
     private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed) =>
-        PanelTestSupport.RandomWeight(type, k, rows, seed, [0], normalBase: 0x2000);
+        PanelTestSupport.RandomWeight(type, k, rows, seed, RepackedMatrix.HasMin(type) ? [0, 2] : [0], normalBase: 0x2000);
 
     /// <summary>n activation rows quantized to Q8_0 (one all-zero block included), and their side data.</summary>
     private static (byte[] Xq, byte[] Info) Activations(int k, int n, int seed)
@@ -53,6 +53,12 @@ public unsafe partial class RepackKernelTests
     [InlineData(GgmlType.Q5_0, 896, 4)]
     [InlineData(GgmlType.Q5_0, 96, 64)]
     [InlineData(GgmlType.Q5_0, 4864, 1)]
+    [InlineData(GgmlType.Q4_1, 896, 1)]
+    [InlineData(GgmlType.Q4_1, 896, 5)]
+    [InlineData(GgmlType.Q4_1, 96, 67)]
+    [InlineData(GgmlType.Q5_1, 896, 3)]
+    [InlineData(GgmlType.Q5_1, 96, 64)]
+    [InlineData(GgmlType.Q5_1, 4864, 1)]
     [InlineData(GgmlType.Q8_0, 896, 1)]
     [InlineData(GgmlType.Q8_0, 896, 5)]
     [InlineData(GgmlType.Q8_0, 64, 67)]
@@ -67,7 +73,7 @@ public unsafe partial class RepackKernelTests
     }
 
     /// <summary>
-    /// The integer sums at their largest: Q8_0 levels -128 and 127, Q4_0/Q5_0 unsigned levels 15/31 (and 0), against
+    /// The integer sums at their largest: Q8_0 levels -128 and 127, Q4_0/Q5_0 (and Q4_1/Q5_1) unsigned levels 15/31 (and 0), against
     /// activations of +-127, signed so that products of both signs add up. One maddubs pair then reaches 2 * 128 * 127
     /// (Q8_0), and the AVX2 op's 16-bit runs 8 * 2 * 15 * 127 (Q4_0) or 2 * 2 * 31 * 127 (Q5_0): had any of them
     /// saturated or wrapped, the AVX2 path would differ from the reference here (and from vpdpbusd, which does not).
@@ -75,6 +81,8 @@ public unsafe partial class RepackKernelTests
     [Theory]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q4_1)]
+    [InlineData(GgmlType.Q5_1)]
     [InlineData(GgmlType.Q8_0)]
     public void ExtremeLevelsDoNotSaturateAnyPath(GgmlType type)
     {
@@ -89,7 +97,7 @@ public unsafe partial class RepackKernelTests
     {
         SkipTest.Unless(Avx2.IsSupported && Fma.IsSupported && AvxVnni.IsSupported, "AVX-VNNI is not supported on this CPU (or disabled by DOTNET_EnableAVXVNNI=0)");
         List<(string, TilePath)> vnni = [("avx-vnni", RepackKernels.TileAvx2<RepackKernels.VnniByteDot>), ("dispatch", RepackKernels.Tile)];
-        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q5_0, GgmlType.Q8_0 })
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0 })
         {
             foreach (var (k, n) in new[] { (896, 1), (896, 5), (96, 67), (4864, 3) })
             {
@@ -117,10 +125,16 @@ public unsafe partial class RepackKernelTests
             {
                 byte* block = buffer.Pointer + (long)r * (k / 32) * blockBytes + (long)b * blockBytes;
                 *(ushort*)block = (ushort)(0x3C00 + 0x400 * ((r + b) % 3) | ((r & 4) << 13)); // 1, 2 or 4, some negative
+                int levelsAt = 2;
+                if (RepackedMatrix.HasMin(type))
+                {
+                    *(ushort*)(block + 2) = (ushort)(0x3800 | ((r & 2) << 14)); // min +-0.5
+                    levelsAt = 4;
+                }
                 int pattern = (r + b) % 3;
-                // Q8_0 levels: 127 or -128; Q4_0/Q5_0 bytes: all bits set (u = 15 or 31) or none (u = 0).
+                // Q8_0 levels: 127 or -128; nibble formats' bytes: all bits set (u = 15 or 31) or none (u = 0).
                 byte high = type == GgmlType.Q8_0 ? (byte)127 : (byte)0xFF, low = type == GgmlType.Q8_0 ? (byte)0x80 : (byte)0;
-                for (int i = 2; i < blockBytes; i++)
+                for (int i = levelsAt; i < blockBytes; i++)
                     block[i] = pattern switch { 0 => high, 1 => low, _ => random.Next(2) == 0 ? high : low };
             }
         return (new Tensor("w", type, [k, rows], buffer.Pointer, bytes), buffer);
@@ -188,7 +202,9 @@ public unsafe partial class RepackKernelTests
 
     [Theory]
     [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_1)]
     [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
     [InlineData(GgmlType.Q8_0)]
     public void MatMulUsesPanelsBitwiseForAnyThreadCountAndTokenPosition(GgmlType type)
     {
@@ -199,7 +215,9 @@ public unsafe partial class RepackKernelTests
 
     [Theory]
     [InlineData(GgmlType.Q4_0)]
+    [InlineData(GgmlType.Q4_1)]
     [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q5_1)]
     [InlineData(GgmlType.Q8_0)]
     public void PackedRowsDequantizeLikeTheFile(GgmlType type)
     {
@@ -236,9 +254,15 @@ public unsafe partial class RepackKernelTests
             Assert.Null(WeightRepacker.Find(v));
         }
 
-        var (f, fBuffer) = RandomWeight(GgmlType.Q4_1, 64, 8, 3);
+        var (f, fBuffer) = PanelTestSupport.RandomWeight(GgmlType.Q2_K, 256, 8, 3, [80, 82], normalBase: 0x2000);
         using var ___ = fBuffer;
-        Assert.False(RepackedMatrix.CanPack(f));
+        Assert.False(RepackedMatrix.CanPack(f)); // a type without a panel layout
+
+        var (q, qBuffer) = RandomWeight(GgmlType.Q4_1, 64, 8, 4);
+        using var ____ = qBuffer;
+        Assert.NotNull(RepackedMatrix.Pack(q));
+        *(ushort*)(q.Data + 20 + 2) = 0xFE00; // a NaN min in the second block
+        Assert.Null(RepackedMatrix.Pack(q));
     }
 
     [Fact]

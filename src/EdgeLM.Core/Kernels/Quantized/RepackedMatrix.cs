@@ -4,7 +4,7 @@ using EdgeLM.Tensors;
 namespace EdgeLM.Kernels.Quantized;
 
 /// <summary>
-/// A Q4_0 / Q5_0 / Q8_0 weight matrix rearranged for the panel kernels (ggml-cpu's "repack", block_q4_0x8): rows are
+/// A Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 weight matrix rearranged for the panel kernels (ggml-cpu's "repack", block_q4_0x8): rows are
 /// grouped in panels of <see cref="PanelRows"/>, and each 32-element block column of a panel is stored as one
 /// record in which every 32-byte group holds 4 consecutive elements of each of the 8 rows (4 bytes per row, row i
 /// at bytes 4i..4i+3). A 256-bit register then carries one 4-element slice of 8 rows, the activation bytes are
@@ -12,9 +12,10 @@ namespace EdgeLM.Kernels.Quantized;
 /// <para>Record of one block column (panel p, block b at <c>Data + (p * Blocks + b) * BlockBytes</c>):</para>
 /// <list type="bullet">
 /// <item>bytes 0..15: the 8 rows' scales d, IEEE halves exactly as in the file.</item>
-/// <item>Q5_0 only, 32 bytes: the fifth bits. Byte 4i+q (row i, q = 0..3) has bit j = fifth bit of element 4j+q
+/// <item>Q4_1 / Q5_1 only, bytes 16..31: the 8 rows' mins m (value = d * u + m, u the unsigned level).</item>
+/// <item>Q5_0 / Q5_1 only, 32 bytes: the fifth bits. Byte 4i+q (row i, q = 0..3) has bit j = fifth bit of element 4j+q
 /// (j = 0..3) and bit 4+j = fifth bit of element 16+4j+q: one 16-bit shift and a mask move group j's bits to 0x10.</item>
-/// <item>Q4_0 / Q5_0, 4 groups of 32 bytes: group j, row i = the file's qs[4j..4j+3] of that row (low nibbles are
+/// <item>Q4_0 / Q4_1 / Q5_0 / Q5_1, 4 groups of 32 bytes (<see cref="NibbleOffset"/>): group j, row i = the file's qs[4j..4j+3] of that row (low nibbles are
 /// elements 4j..4j+3, high nibbles 16+4j..16+4j+3).</item>
 /// <item>Q8_0, 8 groups of 32 bytes: group j, row i = the row's levels 4j..4j+3.</item>
 /// </list>
@@ -70,13 +71,30 @@ public sealed unsafe class RepackedMatrix : IDisposable
     public static int RecordBytes(GgmlType type) => type switch
     {
         GgmlType.Q4_0 => 16 + 128,
+        GgmlType.Q4_1 => 32 + 128,
         GgmlType.Q5_0 => 16 + 32 + 128,
+        GgmlType.Q5_1 => 32 + 32 + 128,
         GgmlType.Q8_0 => 16 + 256,
         GgmlType.Q4_K => KPanelKernels.Q4KRecordBytes,
         GgmlType.Q6_K => KPanelKernels.Q6KRecordBytes,
         GgmlType.F32 => 32 * PanelRows * sizeof(float),
         GgmlType.F16 or GgmlType.BF16 => 32 * PanelRows * sizeof(ushort),
         _ => 0,
+    };
+
+    /// <summary>Whether the type's levels are unsigned with a per-row min (value = d * u + m): Q4_1, Q5_1.</summary>
+    public static bool HasMin(GgmlType type) => type is GgmlType.Q4_1 or GgmlType.Q5_1;
+
+    /// <summary>Record offset of the fifth bits (Q5_0, Q5_1).</summary>
+    internal static int FifthBitsOffset(GgmlType type) => HasMin(type) ? 32 : 16;
+
+    /// <summary>Record offset of the nibble groups (Q4_0, Q4_1, Q5_0, Q5_1).</summary>
+    internal static int NibbleOffset(GgmlType type) => type switch
+    {
+        GgmlType.Q4_0 => 16,
+        GgmlType.Q4_1 => 32,
+        GgmlType.Q5_0 => 48,
+        _ => 64,
     };
 
     /// <summary>
@@ -120,16 +138,26 @@ public sealed unsafe class RepackedMatrix : IDisposable
                     ushort scale = *(ushort*)src;
                     nonFinite |= (scale & 0x7C00) == 0x7C00 ? 1 : 0;
                     *(ushort*)(record + 2 * i) = scale;
+                    if (HasMin(Type))
+                    {
+                        ushort min = *(ushort*)(src + 2);
+                        nonFinite |= (min & 0x7C00) == 0x7C00 ? 1 : 0;
+                        *(ushort*)(record + 16 + 2 * i) = min;
+                    }
                     switch (Type)
                     {
                         case GgmlType.Q4_0:
-                            for (int j = 0; j < 4; j++) *(uint*)(record + 16 + 32 * j + 4 * i) = *(uint*)(src + 2 + 4 * j);
+                        case GgmlType.Q4_1:
+                            int headerBytes = Type == GgmlType.Q4_0 ? 2 : 4, nibbles = NibbleOffset(Type);
+                            for (int j = 0; j < 4; j++) *(uint*)(record + nibbles + 32 * j + 4 * i) = *(uint*)(src + headerBytes + 4 * j);
                             break;
                         case GgmlType.Q8_0:
                             for (int j = 0; j < 8; j++) *(uint*)(record + 16 + 32 * j + 4 * i) = *(uint*)(src + 2 + 4 * j);
                             break;
                         case GgmlType.Q5_0:
-                            uint qh = *(uint*)(src + 2);
+                        case GgmlType.Q5_1:
+                            int qhAt = Type == GgmlType.Q5_0 ? 2 : 4, fifth = FifthBitsOffset(Type), nibbles5 = NibbleOffset(Type);
+                            uint qh = *(uint*)(src + qhAt);
                             for (int q = 0; q < 4; q++)
                             {
                                 int bits = 0;
@@ -138,9 +166,9 @@ public sealed unsafe class RepackedMatrix : IDisposable
                                     bits |= (int)((qh >> (4 * j + q)) & 1) << j;
                                     bits |= (int)((qh >> (16 + 4 * j + q)) & 1) << (4 + j);
                                 }
-                                record[16 + 4 * i + q] = (byte)bits;
+                                record[fifth + 4 * i + q] = (byte)bits;
                             }
-                            for (int j = 0; j < 4; j++) *(uint*)(record + 48 + 32 * j + 4 * i) = *(uint*)(src + 6 + 4 * j);
+                            for (int j = 0; j < 4; j++) *(uint*)(record + nibbles5 + 32 * j + 4 * i) = *(uint*)(src + qhAt + 4 + 4 * j);
                             break;
                     }
                 }
@@ -193,28 +221,22 @@ public sealed unsafe class RepackedMatrix : IDisposable
     }
 
     /// <summary>
-    /// The weight's level of element e of row i in panel p and block b (signed, as in the file): the scalar kernels'
-    /// view of the layout.
+    /// The weight's level of element e of row i in panel p and block b, as in the file: signed for Q4_0 / Q5_0 / Q8_0
+    /// (value = d * level), unsigned for Q4_1 / Q5_1 (value = d * level + m). The scalar kernels' view of the layout.
     /// </summary>
     internal static int Level(GgmlType type, byte* record, int i, int e)
     {
         int j = (e & 15) >> 2, q = e & 3;
-        switch (type)
+        if (type == GgmlType.Q8_0) return (sbyte)record[16 + 32 * (e >> 2) + 4 * i + q];
+        byte packed = record[NibbleOffset(type) + 32 * j + 4 * i + q];
+        int u = e < 16 ? packed & 0x0F : packed >> 4;
+        if (type is GgmlType.Q5_0 or GgmlType.Q5_1) u |= ((record[FifthBitsOffset(type) + 4 * i + q] >> (e < 16 ? j : 4 + j)) & 1) << 4;
+        return type switch
         {
-            case GgmlType.Q8_0:
-                return (sbyte)record[16 + 32 * (e >> 2) + 4 * i + q];
-            case GgmlType.Q4_0:
-            {
-                byte packed = record[16 + 32 * j + 4 * i + q];
-                return (e < 16 ? packed & 0x0F : packed >> 4) - 8;
-            }
-            default:
-            {
-                byte packed = record[48 + 32 * j + 4 * i + q];
-                int bit = (record[16 + 4 * i + q] >> (e < 16 ? j : 4 + j)) & 1;
-                return ((e < 16 ? packed & 0x0F : packed >> 4) | bit << 4) - 16;
-            }
-        }
+            GgmlType.Q4_0 => u - 8,
+            GgmlType.Q5_0 => u - 16,
+            _ => u,
+        };
     }
 
     /// <summary>
@@ -242,6 +264,13 @@ public sealed unsafe class RepackedMatrix : IDisposable
         {
             byte* record = panel + (long)b * BlockBytes;
             float d = EdgeLM.Tensors.Quantization.HalfPrecision.FromF16(*(ushort*)(record + 2 * i));
+            if (HasMin(Type))
+            {
+                // As Dequantize.Row: u * d + m, two roundings.
+                float m = EdgeLM.Tensors.Quantization.HalfPrecision.FromF16(*(ushort*)(record + 16 + 2 * i));
+                for (int e = 0; e < blockSize; e++) dst[b * blockSize + e] = Level(Type, record, i, e) * d + m;
+                continue;
+            }
             for (int e = 0; e < blockSize; e++) dst[b * blockSize + e] = Level(Type, record, i, e) * d;
         }
     }
