@@ -60,7 +60,10 @@ public class InferenceSessionTests
         new TinyModelSpec(GgmlType.Q6_K, Hidden: 256, Ff: 512),
     };
 
+    // In the kernel category so that CI also runs it with AVX-512 and AVX2 disabled: every weight type against the
+    // reference on every ISA path, through the whole forward pass.
     [Theory]
+    [Trait("Category", "Kernels")]
     [MemberData(nameof(QuantizedSpecs))]
     public void QuantizedWeightsMatchTheDequantizedReference(TinyModelSpec spec)
     {
@@ -80,6 +83,7 @@ public class InferenceSessionTests
     private const double QuantizedActivationTolerance = 2e-2;
 
     [Theory]
+    [Trait("Category", "Kernels")]
     [MemberData(nameof(Specs))]
     public void PrefillMatchesReferenceAtEveryPosition(TinyModelSpec spec)
     {
