@@ -84,6 +84,8 @@ public static unsafe class MatMul
             case GgmlType.Q4_1: format = Q4_1Kernel.Activation; return &TileOf<Q4_1Kernel>;
             case GgmlType.Q5_0: format = Q5_0Kernel.Activation; return &TileOf<Q5_0Kernel>;
             case GgmlType.Q5_1: format = Q5_1Kernel.Activation; return &TileOf<Q5_1Kernel>;
+            case GgmlType.Q2_K: format = Q2_KKernel.Activation; return &TileOf<Q2_KKernel>;
+            case GgmlType.Q3_K: format = Q3_KKernel.Activation; return &TileOf<Q3_KKernel>;
             case GgmlType.Q4_K: format = Q4_KKernel.Activation; return &TileOf<Q4_KKernel>;
             case GgmlType.Q5_K: format = Q5_KKernel.Activation; return &TileOf<Q5_KKernel>;
             case GgmlType.Q6_K: format = Q6_KKernel.Activation; return &TileOf<Q6_KKernel>;

@@ -17,6 +17,8 @@ public unsafe class KQuantKernelTests
 
     private static Kernel For(GgmlType type) => type switch
     {
+        GgmlType.Q2_K => Of<Q2_KFormat>(Q2_KKernel.Tile),
+        GgmlType.Q3_K => Of<Q3_KFormat>(Q3_KKernel.Tile),
         GgmlType.Q4_K => Of<Q4_KFormat>(Q4_KKernel.Tile),
         GgmlType.Q5_K => Of<Q5_KFormat>(Q5_KKernel.Tile),
         GgmlType.Q6_K => Of<Q6_KFormat>(Q6_KKernel.Tile),
@@ -64,7 +66,7 @@ public unsafe class KQuantKernelTests
         return bytes;
     }
 
-    public static TheoryData<GgmlType> Types => new(GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_K);
+    public static TheoryData<GgmlType> Types => new(GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_K);
 
     public static TheoryData<GgmlType, int, int, int> DotCases()
     {

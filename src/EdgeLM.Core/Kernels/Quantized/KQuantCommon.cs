@@ -11,8 +11,9 @@ namespace EdgeLM.Kernels.Quantized;
 /// One k-quant super-block format (256 values against one block_q8_K), seen by <see cref="KQuantDot{TFormat}"/> as
 /// eight 32-value sub-blocks of unsigned levels u (0..63), two scales per sub-block (one per 16 values) and one
 /// factor per Q8_K bsum. A block's dot is then d * yd * (sum(scale * u . q8) - Offset * sum(factor * bsum))
-/// - dmin * yd * sum(factor * bsum) when <see cref="HasMin"/> (Q4_K/Q5_K: value = d sc u - dmin m), else the
-/// offset form (Q6_K: value = d sc (u - 32), factor = sc), with every inner sum exact in 32-bit integers.
+/// - dmin * yd * sum(factor * bsum) when <see cref="HasMin"/> (Q2_K/Q4_K/Q5_K: value = d sc u - dmin m), else the
+/// offset form (Q6_K: value = d sc (u - 32), Q3_K: d sc (u - 4), factor = sc), with every inner sum exact in 32-bit
+/// integers.
 /// </summary>
 internal unsafe interface IKQuantFormat
 {
@@ -20,6 +21,8 @@ internal unsafe interface IKQuantFormat
     static abstract int BlockBytes { get; }
     /// <summary>True: the bsum term is the min term, scaled by dmin. False: it is Offset times part of the integer sum.</summary>
     static abstract bool HasMin { get; }
+    /// <summary>Offset formats: log2 of the offset (Q6_K 5: u - 32; Q3_K 2: u - 4); 0 with a min.</summary>
+    static abstract int OffsetShift { get; }
     /// <summary>Byte offset of the half d (dmin, if any, follows it).</summary>
     static abstract int DeltaOffset { get; }
 
@@ -184,7 +187,7 @@ internal static unsafe class KQuant
 
     /// <summary>
     /// Bits <paramref name="shift"/>.. of every byte of v moved to bit <paramref name="to"/>.. (16-bit shifts: the
-    /// bits kept never cross a byte boundary, since callers mask to bits 4-5 taken from the same byte). The switch
+    /// bits kept never cross a byte boundary, since callers mask to bits taken from the same byte). The switch
     /// folds away for constant arguments and keeps the immediate-count shift forms.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -201,6 +204,9 @@ internal static unsafe class KQuant
             -1 => Avx2.ShiftRightLogical(u, 1).AsByte(),
             -2 => Avx2.ShiftRightLogical(u, 2).AsByte(),
             -3 => Avx2.ShiftRightLogical(u, 3).AsByte(),
+            -4 => Avx2.ShiftRightLogical(u, 4).AsByte(),
+            -5 => Avx2.ShiftRightLogical(u, 5).AsByte(),
+            -6 => Avx2.ShiftRightLogical(u, 6).AsByte(),
             _ => throw new ArgumentOutOfRangeException(nameof(shift)),
         };
     }
@@ -333,8 +339,8 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
     private static Vector256<short> WidenScales(Vector128<sbyte> scales, Vector128<sbyte> bsumFactors, out Vector256<short> factors)
     {
         factors = Avx2.ConvertToVector256Int16(bsumFactors);
-        // Offset formats subtract 32 * sum(sc * bsum): |sc * 32| <= 4096 still fits 16 bits, |bsum| <= 16 * 127.
-        if (!TFormat.HasMin) factors = Avx2.ShiftLeftLogical(factors, 5);
+        // Offset formats subtract 2^OffsetShift * sum(sc * bsum): |sc * 32| <= 4096 still fits 16 bits, |bsum| <= 16 * 127.
+        if (!TFormat.HasMin) factors = TFormat.OffsetShift == 5 ? Avx2.ShiftLeftLogical(factors, 5) : Avx2.ShiftLeftLogical(factors, 2);
         return Avx2.ConvertToVector256Int16(scales);
     }
 
@@ -450,7 +456,7 @@ internal static unsafe class KQuantDot<TFormat> where TFormat : unmanaged, IKQua
             var (f10, f11) = Vector128.Widen(f1);
             Vector128<int> bsumTerm = b00 * f00 + b01 * f01 + b10 * f10 + b11 * f11;
             float yd = *(float*)x;
-            if (!TFormat.HasMin) sum -= bsumTerm << 5;
+            if (!TFormat.HasMin) sum -= bsumTerm << TFormat.OffsetShift;
             acc = Vector128.MultiplyAddEstimate(Vector128.Create(KQuant.Half(w + TFormat.DeltaOffset) * yd), Vector128.ConvertToSingle(sum), acc);
             if (TFormat.HasMin)
                 acc -= Vector128.Create(KQuant.Half(w + TFormat.DeltaOffset + 2) * yd) * Vector128.ConvertToSingle(bsumTerm);

@@ -26,6 +26,7 @@ internal unsafe struct Q4_KFormat : IKQuantFormat
     public static GgmlType Type => GgmlType.Q4_K;
     public static int BlockBytes => 144;
     public static bool HasMin => true;
+    public static int OffsetShift => 0;
     public static int DeltaOffset => 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -27,6 +27,7 @@ internal unsafe struct Q5_KFormat : IKQuantFormat
     public static GgmlType Type => GgmlType.Q5_K;
     public static int BlockBytes => 176;
     public static bool HasMin => true;
+    public static int OffsetShift => 0;
     public static int DeltaOffset => 0;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

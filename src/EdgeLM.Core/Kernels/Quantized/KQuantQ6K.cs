@@ -27,6 +27,7 @@ internal unsafe struct Q6_KFormat : IKQuantFormat
     public static GgmlType Type => GgmlType.Q6_K;
     public static int BlockBytes => 210;
     public static bool HasMin => false;
+    public static int OffsetShift => 5;
     public static int DeltaOffset => 208;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
