@@ -193,6 +193,37 @@ public unsafe class AttentionTests
         }
     }
 
+    public static TheoryData<int, int, int, int[], int> TiledItems => new()
+    {
+        // headDim, group, kvHeads, row positions, rows per item: items of many queries take the three-query-vector
+        // score tile and the three-query value tile at every width (16 lanes from 48 queries on).
+        { 64, 7, 2, Consecutive(0, 70), 10 },          // Qwen2.5-0.5B items: 70 queries, diagonal blocks at 32 and 64
+        { 64, 1, 1, Consecutive(25, 52), 52 },         // one head: queries of a value tile see 1, 2, 3... keys of a block
+        { 40, 2, 1, Consecutive(29, 31), 31 },         // 62 queries (not a multiple of 3), head dim tail past 32
+        { 20, 3, 1, Consecutive(60, 17), 17 },         // head dim below one value tile of 8 lanes
+        { 64, 1, 1, [40, 3, 33, 31, 64, 0, 95, 32, 31, 7, 63, 64, 1, 2, 96, 50, 18, 33, 34, 12], 20 }, // scattered rows
+        { 9, 5, 1, [5, 0, 70, 31, 32, 33, 12, 64, 2, 40], 10 }, // odd head dim, first query of a tile seeing the fewest keys
+    };
+
+    [Theory]
+    [MemberData(nameof(TiledItems))]
+    public void TiledItemsMatchScalarAndFloat64(int headDim, int group, int kvHeads, int[] positions, int rowsPerItem)
+    {
+        var c = Case.Create(headDim, group, kvHeads, positions, seed: headDim * 7 + positions.Length);
+        foreach (bool half in new[] { false, true })
+        {
+            float[] scalar = c.RunAll(Paths[0].Run, half, rowsPerItem);
+            foreach (var (name, run) in Paths[1..])
+                Assert.True(scalar.AsSpan().SequenceEqual(c.RunAll(run, half, rowsPerItem)), $"{name} lanes differ from scalar (half={half})");
+            // The one-row items never reach the tiles: the tiled block must give every row's single-row bits.
+            Assert.True(scalar.AsSpan().SequenceEqual(c.RunAll(Paths[0].Run, half, rowsPerItem: 1)), $"scalar block differs from single rows (half={half})");
+            Assert.True(scalar.AsSpan().SequenceEqual(c.RunAll(Attention.Compute, half, rowsPerItem: 1)), $"dispatch single rows differ (half={half})");
+            double[] expected = c.Reference(half);
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(Math.Abs(expected[i] - scalar[i]) <= 2e-5, $"half={half} element {i}: expected {expected[i]}, got {scalar[i]}");
+        }
+    }
+
     [Fact]
     public void SameResultWithAnyRowsPerItem()
     {
