@@ -225,6 +225,38 @@ public unsafe class AttentionTests
     }
 
     [Fact]
+    public void KeysPastARowNeverReachItInsideATile()
+    {
+        // A NaN key at position 45 and an infinite value at 45: rows before it must stay finite and keep their
+        // single-row bits when they share a score or value tile with rows that see those positions (the masked
+        // probability is +0, and 0 * inf would poison a row that did not skip the key).
+        // Value tiles take queries three by three: each of a tile's places holds the row that sees the fewest keys once.
+        int[] positions = [46, 50, 40, 40, 46, 50, 50, 40, 46, 31, 64, 0, 19, 44, 3, 45, 21, 20];
+        foreach (bool half in new[] { false, true })
+        {
+            var c = Case.Create(16, 1, 1, positions, seed: 8);
+            for (int d = 0; d < c.HeadDim; d++)
+            {
+                c.Keys[45 * c.KvDim + d] = float.NaN;
+                c.HalfKeys[45 * c.KvDim + d] = 0x7E00;
+                c.Values[45 * c.KvDim + d] = float.PositiveInfinity;
+                c.HalfValues[45 * c.KvDim + d] = 0x7C00;
+            }
+            float[] single = c.RunAll(Paths[0].Run, half, rowsPerItem: 1);
+            for (int r = 0; r < positions.Length; r++)
+                for (int d = 0; d < c.HeadDim; d++)
+                    if (positions[r] < 45) Assert.True(float.IsFinite(single[r * c.QDim + d]), $"row at {positions[r]} (half={half}) not finite");
+            foreach (var (name, run) in Paths)
+            {
+                float[] block = c.RunAll(run, half, rowsPerItem: positions.Length);
+                for (int r = 0; r < positions.Length; r++)
+                    Assert.True(single.AsSpan(r * c.QDim, c.QDim).SequenceEqual(block.AsSpan(r * c.QDim, c.QDim)),
+                        $"{name}: row at {positions[r]} (half={half}) differs inside the block");
+            }
+        }
+    }
+
+    [Fact]
     public void SameResultWithAnyRowsPerItem()
     {
         var c = Case.Create(64, 7, 2, Consecutive(0, 41), seed: 9);
