@@ -44,7 +44,7 @@ internal sealed unsafe class AttentionScratch
     internal readonly float* Probabilities;     // [queryVector][key of block][lane]: scores, then exp(score - max)
     internal readonly float* Accumulators;      // [query][dim]: unnormalized output
     internal readonly float* RunningMax, RunningSum, Correction, QueryPositions; // [query], padded
-    internal readonly float* KeyBlock, ValueBlock; // one block of the cache as dense floats, [key][dim]
+    internal readonly float* KeyBlock, ValueBlock; // one block of an F16 cache as dense floats, [key][dim]
 
     public AttentionScratch(int maxQueries, int headDim)
     {
@@ -82,7 +82,10 @@ internal sealed unsafe class AttentionScratch
 /// at fixed absolute offsets (0, 32, 64, ...), and each query keeps a running maximum, a running sum and an
 /// unnormalized output that are rescaled when the maximum grows (online softmax). All queries of an item share every
 /// key/value block they load (F16 caches are converted once per block per item), scores are computed with queries
-/// in the vector lanes (no horizontal sums), and the weighted sum of values runs along the head dimension.
+/// in the vector lanes (no horizontal sums), and the weighted sum of values runs along the head dimension. Both run
+/// on register tiles (three query vectors x four keys; three queries x four head-dimension vectors) so that each
+/// load feeds several fused multiply-adds; a query that sees fewer keys of a block than its tile neighbours (the
+/// causal diagonal) stops at its own last key.
 /// <para>Determinism: every (query, key) score is a sequential fused multiply-add chain over the head dimension, and
 /// every output element, maximum and sum is updated in key order with the same operations whatever the lane width,
 /// the query's lane, the other queries of the item or how many rows it has. Keys beyond a query's position are masked
