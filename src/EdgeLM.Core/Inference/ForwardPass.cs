@@ -315,7 +315,9 @@ internal sealed unsafe class ForwardPass : IDisposable
     /// </summary>
     private sealed class AttentionJob : IRangeJob
     {
-        private const int MaxQueriesPerItem = 64;
+        // 72 = 3 x 24: with 8 lanes the score tile takes three query vectors, and group sizes 2, 6 and 8 fill it
+        // exactly (7 leaves 2 padding lanes of 72).
+        private const int MaxQueriesPerItem = 72;
         private readonly KvCache?[] _rowCache;
         private readonly int[] _rowPosition;
         private readonly int _headDim, _kvHeads, _groupSize, _qDim, _rowsPerItem, _threads;

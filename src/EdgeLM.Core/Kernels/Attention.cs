@@ -44,7 +44,7 @@ internal sealed unsafe class AttentionScratch
     internal readonly float* Probabilities;     // [queryVector][key of block][lane]: scores, then exp(score - max)
     internal readonly float* Accumulators;      // [query][dim]: unnormalized output
     internal readonly float* RunningMax, RunningSum, Correction, QueryPositions; // [query], padded
-    internal readonly float* KeyBlock, ValueBlock; // one block of the cache as dense floats, [key][dim]
+    internal readonly float* KeyBlock, ValueBlock; // one block of an F16 cache as dense floats, [key][dim]
 
     public AttentionScratch(int maxQueries, int headDim)
     {
@@ -82,7 +82,10 @@ internal sealed unsafe class AttentionScratch
 /// at fixed absolute offsets (0, 32, 64, ...), and each query keeps a running maximum, a running sum and an
 /// unnormalized output that are rescaled when the maximum grows (online softmax). All queries of an item share every
 /// key/value block they load (F16 caches are converted once per block per item), scores are computed with queries
-/// in the vector lanes (no horizontal sums), and the weighted sum of values runs along the head dimension.
+/// in the vector lanes (no horizontal sums), and the weighted sum of values runs along the head dimension. Both run
+/// on register tiles (three query vectors x four keys; three queries x four head-dimension vectors) so that each
+/// load feeds several fused multiply-adds; a query that sees fewer keys of a block than its tile neighbours (the
+/// causal diagonal) stops at its own last key.
 /// <para>Determinism: every (query, key) score is a sequential fused multiply-add chain over the head dimension, and
 /// every output element, maximum and sum is updated in key order with the same operations whatever the lane width,
 /// the query's lane, the other queries of the item or how many rows it has. Keys beyond a query's position are masked
@@ -141,12 +144,15 @@ internal static unsafe class Attention
         for (int start = 0; start <= maxPosition; start += BlockKeys)
         {
             int count = Math.Min(BlockKeys, maxPosition + 1 - start);
-            // Each block is copied (F32) or converted (F16) into dense scratch once per item: the score loop's
-            // broadcasts then hit eight neighbouring L1 lines instead of rows a cache-row apart.
-            float* keys = scratch.KeyBlock, values = scratch.ValueBlock;
-            long stride = hd;
+            // An F16 block is converted into dense scratch once per item and shared by all its queries; an F32 block is
+            // read in place (a copy measured slower than the strided reads it saves).
+            float* keys, values;
+            long stride;
             if (item.HalfCache)
             {
+                keys = scratch.KeyBlock;
+                values = scratch.ValueBlock;
+                stride = hd;
                 ushort* k16 = (ushort*)item.Keys + start * item.KvStride, v16 = (ushort*)item.Values + start * item.KvStride;
                 for (int j = 0; j < count; j++)
                 {
@@ -156,30 +162,36 @@ internal static unsafe class Attention
             }
             else
             {
-                float* k32 = (float*)item.Keys + start * item.KvStride, v32 = (float*)item.Values + start * item.KvStride;
-                long rowBytes = hd * sizeof(float);
-                for (int j = 0; j < count; j++)
-                {
-                    Buffer.MemoryCopy(k32 + j * item.KvStride, keys + j * hd, rowBytes, rowBytes);
-                    Buffer.MemoryCopy(v32 + j * item.KvStride, values + j * hd, rowBytes, rowBytes);
-                }
+                keys = (float*)item.Keys + start * item.KvStride;
+                values = (float*)item.Values + start * item.KvStride;
+                stride = item.KvStride;
             }
 
+            int vector = 0;
+            for (; vector + ScoreTileVectors <= vectors; vector += ScoreTileVectors)
+                ScoresTile<TL>(qt + (long)vector * hd * w, keys, stride, count, hd, probabilities + (long)vector * BlockKeys * w);
+            for (; vector < vectors; vector++)
+                Scores<TL>(qt + (long)vector * hd * w, keys, stride, count, hd, probabilities + (long)vector * BlockKeys * w);
             for (int v = 0; v < vectors; v++)
-            {
-                float* p = probabilities + (long)v * BlockKeys * w;
-                Scores<TL>(qt + (long)v * hd * w, keys, stride, count, hd, p);
-                UpdateSoftmax<TL>(p, count, start, v * w, queryPositions, runningMax, runningSum, correction);
-            }
+                UpdateSoftmax<TL>(probabilities + (long)v * BlockKeys * w, count, start, v * w, queryPositions, runningMax, runningSum, correction);
 
-            for (int m = 0; m < queries; m++)
+            int m = 0;
+            for (; m + ValueTileQueries <= queries; m += ValueTileQueries)
             {
-                int visible = Math.Min(count, item.Positions[m / heads] - start + 1);
-                // No visible key: the maximum did not move, the correction is exactly 1, nothing to add.
-                if (visible <= 0) continue;
-                float* p = probabilities + (long)(m / w) * BlockKeys * w + m % w;
-                WeightedValues<TL>(p, w, values, stride, visible, correction[m], acc + (long)m * hd, hd);
+                int visible0 = Visible(item, m / heads, start, count);
+                int visible1 = Visible(item, (m + 1) / heads, start, count);
+                int visible2 = Visible(item, (m + 2) / heads, start, count);
+                // Keys all three queries see go through the shared tile; a query that sees more (the causal diagonal)
+                // continues alone from there, which is the same key-ordered chain per element. Once the tile has
+                // applied the correction, the continuation scales by exactly 1.
+                int shared = Math.Max(0, Math.Min(visible0, Math.Min(visible1, visible2)));
+                if (shared > 0) WeightedValuesTile<TL>(probabilities, values, stride, shared, m, correction, acc, hd);
+                ContinueAlone<TL>(probabilities, values, stride, shared, visible0, m, correction, acc, hd);
+                ContinueAlone<TL>(probabilities, values, stride, shared, visible1, m + 1, correction, acc, hd);
+                ContinueAlone<TL>(probabilities, values, stride, shared, visible2, m + 2, correction, acc, hd);
             }
+            for (; m < queries; m++)
+                ContinueAlone<TL>(probabilities, values, stride, 0, Visible(item, m / heads, start, count), m, correction, acc, hd);
         }
 
         for (int m = 0; m < queries; m++)
@@ -191,6 +203,133 @@ internal static unsafe class Attention
             int d = 0;
             for (; d + w <= hd; d += w) TL.Store(TL.Multiply(TL.Load(a + d), inverseLanes), o + d);
             for (; d < hd; d++) o[d] = a[d] * inverse;
+        }
+    }
+
+    // Register tiles (16 vector registers on x64 without AVX-512): 12 accumulators, 3 reused operands and one
+    // streamed operand, so each 12 fused multiply-adds cost 7 loads instead of 13-14. FMA throughput on this class of
+    // core is only reached with few loads per FMA.
+    private const int ScoreTileVectors = 3, ScoreTileKeys = 4;
+    private const int ValueTileQueries = 3, ValueTileVectors = 4;
+
+    /// <summary>Keys of a block row <paramref name="row"/> sees: 0 when its position is before the block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Visible(in AttentionItem item, int row, int start, int count) => Math.Max(0, Math.Min(count, item.Positions[row] - start + 1));
+
+    /// <summary>
+    /// Adds keys [from, visible) of the block to query m alone; the correction is applied here when no earlier key
+    /// of this block was (from == 0). No visible key: the maximum did not move, the correction is exactly 1.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ContinueAlone<TL>(float* probabilities, float* values, long stride, int from, int visible, int m,
+        float* correction, float* acc, int hd) where TL : struct, IAttentionLanes<TL>
+    {
+        if (visible <= from) return;
+        int w = TL.Count;
+        float* p = probabilities + (long)(m / w) * BlockKeys * w + m % w + (long)from * w;
+        WeightedValues<TL>(p, w, values + from * stride, stride, visible - from, from == 0 ? correction[m] : 1f, acc + (long)m * hd, hd);
+    }
+
+    /// <summary>
+    /// <see cref="Scores{TL}"/> for three consecutive query vectors at once (vector v's scores at scores + v *
+    /// BlockKeys * w): each loaded query vector and each broadcast key value feeds three or four chains.
+    /// </summary>
+    private static void ScoresTile<TL>(float* qt, float* keys, long stride, int count, int hd, float* scores) where TL : struct, IAttentionLanes<TL>
+    {
+        int w = TL.Count, j = 0;
+        long qStride = (long)hd * w, sStride = (long)BlockKeys * w;
+        for (; j + ScoreTileKeys <= count; j += ScoreTileKeys)
+        {
+            float* k0 = keys + j * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride;
+            TL a00 = TL.Zero, a01 = TL.Zero, a02 = TL.Zero, a03 = TL.Zero;
+            TL a10 = TL.Zero, a11 = TL.Zero, a12 = TL.Zero, a13 = TL.Zero;
+            TL a20 = TL.Zero, a21 = TL.Zero, a22 = TL.Zero, a23 = TL.Zero;
+            float* q = qt;
+            for (int d = 0; d < hd; d++, q += w)
+            {
+                var q0 = TL.Load(q);
+                var q1 = TL.Load(q + qStride);
+                var q2 = TL.Load(q + 2 * qStride);
+                var k = TL.Broadcast(k0[d]);
+                a00 = TL.MultiplyAdd(k, q0, a00); a10 = TL.MultiplyAdd(k, q1, a10); a20 = TL.MultiplyAdd(k, q2, a20);
+                k = TL.Broadcast(k1[d]);
+                a01 = TL.MultiplyAdd(k, q0, a01); a11 = TL.MultiplyAdd(k, q1, a11); a21 = TL.MultiplyAdd(k, q2, a21);
+                k = TL.Broadcast(k2[d]);
+                a02 = TL.MultiplyAdd(k, q0, a02); a12 = TL.MultiplyAdd(k, q1, a12); a22 = TL.MultiplyAdd(k, q2, a22);
+                k = TL.Broadcast(k3[d]);
+                a03 = TL.MultiplyAdd(k, q0, a03); a13 = TL.MultiplyAdd(k, q1, a13); a23 = TL.MultiplyAdd(k, q2, a23);
+            }
+            float* s0 = scores + j * w, s1 = s0 + sStride, s2 = s1 + sStride;
+            TL.Store(a00, s0); TL.Store(a01, s0 + w); TL.Store(a02, s0 + 2 * w); TL.Store(a03, s0 + 3 * w);
+            TL.Store(a10, s1); TL.Store(a11, s1 + w); TL.Store(a12, s1 + 2 * w); TL.Store(a13, s1 + 3 * w);
+            TL.Store(a20, s2); TL.Store(a21, s2 + w); TL.Store(a22, s2 + 2 * w); TL.Store(a23, s2 + 3 * w);
+        }
+        for (; j < count; j++)
+        {
+            float* k0 = keys + j * stride;
+            TL a0 = TL.Zero, a1 = TL.Zero, a2 = TL.Zero;
+            float* q = qt;
+            for (int d = 0; d < hd; d++, q += w)
+            {
+                var k = TL.Broadcast(k0[d]);
+                a0 = TL.MultiplyAdd(k, TL.Load(q), a0);
+                a1 = TL.MultiplyAdd(k, TL.Load(q + qStride), a1);
+                a2 = TL.MultiplyAdd(k, TL.Load(q + 2 * qStride), a2);
+            }
+            float* s0 = scores + j * w;
+            TL.Store(a0, s0); TL.Store(a1, s0 + sStride); TL.Store(a2, s0 + 2 * sStride);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="WeightedValues{TL}"/> for queries m, m+1, m+2 over the first <paramref name="count"/> keys of the
+    /// block (all three see them), each with its own correction: each loaded value vector feeds three chains, each
+    /// broadcast probability four. The head dimension past the last whole tile goes through the one-query loop.
+    /// </summary>
+    private static void WeightedValuesTile<TL>(float* probabilities, float* values, long stride, int count, int m,
+        float* correction, float* acc, int hd) where TL : struct, IAttentionLanes<TL>
+    {
+        int w = TL.Count, d = 0;
+        float* p0 = probabilities + (long)(m / w) * BlockKeys * w + m % w;
+        float* p1 = probabilities + (long)((m + 1) / w) * BlockKeys * w + (m + 1) % w;
+        float* p2 = probabilities + (long)((m + 2) / w) * BlockKeys * w + (m + 2) % w;
+        long offset1 = p1 - p0, offset2 = p2 - p0; // one walking pointer: fewer registers in the key loop
+        float* c0 = acc + (long)m * hd, c1 = c0 + hd, c2 = c1 + hd;
+        var f0 = TL.Broadcast(correction[m]);
+        var f1 = TL.Broadcast(correction[m + 1]);
+        var f2 = TL.Broadcast(correction[m + 2]);
+        for (; d + ValueTileVectors * w <= hd; d += ValueTileVectors * w)
+        {
+            TL a00 = TL.Multiply(TL.Load(c0 + d), f0), a01 = TL.Multiply(TL.Load(c0 + d + w), f0);
+            TL a02 = TL.Multiply(TL.Load(c0 + d + 2 * w), f0), a03 = TL.Multiply(TL.Load(c0 + d + 3 * w), f0);
+            TL a10 = TL.Multiply(TL.Load(c1 + d), f1), a11 = TL.Multiply(TL.Load(c1 + d + w), f1);
+            TL a12 = TL.Multiply(TL.Load(c1 + d + 2 * w), f1), a13 = TL.Multiply(TL.Load(c1 + d + 3 * w), f1);
+            TL a20 = TL.Multiply(TL.Load(c2 + d), f2), a21 = TL.Multiply(TL.Load(c2 + d + w), f2);
+            TL a22 = TL.Multiply(TL.Load(c2 + d + 2 * w), f2), a23 = TL.Multiply(TL.Load(c2 + d + 3 * w), f2);
+            float* v = values + d, p = p0;
+            for (int j = 0; j < count; j++, v += stride, p += w)
+            {
+                var b0 = TL.Broadcast(p[0]);
+                var b1 = TL.Broadcast(p[offset1]);
+                var b2 = TL.Broadcast(p[offset2]);
+                var x = TL.Load(v);
+                a00 = TL.MultiplyAdd(b0, x, a00); a10 = TL.MultiplyAdd(b1, x, a10); a20 = TL.MultiplyAdd(b2, x, a20);
+                x = TL.Load(v + w);
+                a01 = TL.MultiplyAdd(b0, x, a01); a11 = TL.MultiplyAdd(b1, x, a11); a21 = TL.MultiplyAdd(b2, x, a21);
+                x = TL.Load(v + 2 * w);
+                a02 = TL.MultiplyAdd(b0, x, a02); a12 = TL.MultiplyAdd(b1, x, a12); a22 = TL.MultiplyAdd(b2, x, a22);
+                x = TL.Load(v + 3 * w);
+                a03 = TL.MultiplyAdd(b0, x, a03); a13 = TL.MultiplyAdd(b1, x, a13); a23 = TL.MultiplyAdd(b2, x, a23);
+            }
+            TL.Store(a00, c0 + d); TL.Store(a01, c0 + d + w); TL.Store(a02, c0 + d + 2 * w); TL.Store(a03, c0 + d + 3 * w);
+            TL.Store(a10, c1 + d); TL.Store(a11, c1 + d + w); TL.Store(a12, c1 + d + 2 * w); TL.Store(a13, c1 + d + 3 * w);
+            TL.Store(a20, c2 + d); TL.Store(a21, c2 + d + w); TL.Store(a22, c2 + d + 2 * w); TL.Store(a23, c2 + d + 3 * w);
+        }
+        if (d < hd)
+        {
+            WeightedValues<TL>(p0, w, values + d, stride, count, correction[m], c0 + d, hd - d);
+            WeightedValues<TL>(p1, w, values + d, stride, count, correction[m + 1], c1 + d, hd - d);
+            WeightedValues<TL>(p2, w, values + d, stride, count, correction[m + 2], c2 + d, hd - d);
         }
     }
 
@@ -256,11 +395,21 @@ internal static unsafe class Attention
         int w = TL.Count;
         var positions = TL.Load(queryPositions + firstQuery);
         var blockMax = TL.Broadcast(float.NegativeInfinity);
-        for (int j = 0; j < count; j++)
+        float firstPosition = queryPositions[firstQuery];
+        for (int lane = 1; lane < w; lane++) firstPosition = Math.Min(firstPosition, queryPositions[firstQuery + lane]);
+        if (firstPosition >= start + count - 1)
         {
-            var s = TL.MaskAfter(TL.Load(scores + j * w), start + j, positions);
-            TL.Store(s, scores + j * w);
-            blockMax = TL.Max(blockMax, s);
+            // Every lane sees the whole block (all blocks but the diagonal): the mask would change nothing.
+            for (int j = 0; j < count; j++) blockMax = TL.Max(blockMax, TL.Load(scores + j * w));
+        }
+        else
+        {
+            for (int j = 0; j < count; j++)
+            {
+                var s = TL.MaskAfter(TL.Load(scores + j * w), start + j, positions);
+                TL.Store(s, scores + j * w);
+                blockMax = TL.Max(blockMax, s);
+            }
         }
         var oldMax = TL.Load(runningMax + firstQuery);
         var newMax = TL.Max(oldMax, blockMax);

@@ -193,6 +193,69 @@ public unsafe class AttentionTests
         }
     }
 
+    public static TheoryData<int, int, int, int[], int> TiledItems => new()
+    {
+        // headDim, group, kvHeads, row positions, rows per item: items of many queries take the three-query-vector
+        // score tile and the three-query value tile at every width (16 lanes from 48 queries on).
+        { 64, 7, 2, Consecutive(0, 70), 10 },          // Qwen2.5-0.5B items: 70 queries, diagonal blocks at 32 and 64
+        { 64, 1, 1, Consecutive(25, 52), 52 },         // one head: queries of a value tile see 1, 2, 3... keys of a block
+        { 40, 2, 1, Consecutive(29, 31), 31 },         // 62 queries (not a multiple of 3), head dim tail past 32
+        { 20, 3, 1, Consecutive(60, 17), 17 },         // head dim below one value tile of 8 lanes
+        { 64, 1, 1, [40, 3, 33, 31, 64, 0, 95, 32, 31, 7, 63, 64, 1, 2, 96, 50, 18, 33, 34, 12], 20 }, // scattered rows
+        { 9, 5, 1, [5, 0, 70, 31, 32, 33, 12, 64, 2, 40], 10 }, // odd head dim, first query of a tile seeing the fewest keys
+    };
+
+    [Theory]
+    [MemberData(nameof(TiledItems))]
+    public void TiledItemsMatchScalarAndFloat64(int headDim, int group, int kvHeads, int[] positions, int rowsPerItem)
+    {
+        var c = Case.Create(headDim, group, kvHeads, positions, seed: headDim * 7 + positions.Length);
+        foreach (bool half in new[] { false, true })
+        {
+            float[] scalar = c.RunAll(Paths[0].Run, half, rowsPerItem);
+            foreach (var (name, run) in Paths[1..])
+                Assert.True(scalar.AsSpan().SequenceEqual(c.RunAll(run, half, rowsPerItem)), $"{name} lanes differ from scalar (half={half})");
+            // The one-row items never reach the tiles: the tiled block must give every row's single-row bits.
+            Assert.True(scalar.AsSpan().SequenceEqual(c.RunAll(Paths[0].Run, half, rowsPerItem: 1)), $"scalar block differs from single rows (half={half})");
+            Assert.True(scalar.AsSpan().SequenceEqual(c.RunAll(Attention.Compute, half, rowsPerItem: 1)), $"dispatch single rows differ (half={half})");
+            double[] expected = c.Reference(half);
+            for (int i = 0; i < expected.Length; i++)
+                Assert.True(Math.Abs(expected[i] - scalar[i]) <= 2e-5, $"half={half} element {i}: expected {expected[i]}, got {scalar[i]}");
+        }
+    }
+
+    [Fact]
+    public void KeysPastARowNeverReachItInsideATile()
+    {
+        // A NaN key at position 45 and an infinite value at 45: rows before it must stay finite and keep their
+        // single-row bits when they share a score or value tile with rows that see those positions (the masked
+        // probability is +0, and 0 * inf would poison a row that did not skip the key).
+        // Value tiles take queries three by three: each of a tile's places holds the row that sees the fewest keys once.
+        int[] positions = [46, 50, 40, 40, 46, 50, 50, 40, 46, 31, 64, 0, 19, 44, 3, 45, 21, 20];
+        foreach (bool half in new[] { false, true })
+        {
+            var c = Case.Create(16, 1, 1, positions, seed: 8);
+            for (int d = 0; d < c.HeadDim; d++)
+            {
+                c.Keys[45 * c.KvDim + d] = float.NaN;
+                c.HalfKeys[45 * c.KvDim + d] = 0x7E00;
+                c.Values[45 * c.KvDim + d] = float.PositiveInfinity;
+                c.HalfValues[45 * c.KvDim + d] = 0x7C00;
+            }
+            float[] single = c.RunAll(Paths[0].Run, half, rowsPerItem: 1);
+            for (int r = 0; r < positions.Length; r++)
+                for (int d = 0; d < c.HeadDim; d++)
+                    if (positions[r] < 45) Assert.True(float.IsFinite(single[r * c.QDim + d]), $"row at {positions[r]} (half={half}) not finite");
+            foreach (var (name, run) in Paths)
+            {
+                float[] block = c.RunAll(run, half, rowsPerItem: positions.Length);
+                for (int r = 0; r < positions.Length; r++)
+                    Assert.True(single.AsSpan(r * c.QDim, c.QDim).SequenceEqual(block.AsSpan(r * c.QDim, c.QDim)),
+                        $"{name}: row at {positions[r]} (half={half}) differs inside the block");
+            }
+        }
+    }
+
     [Fact]
     public void SameResultWithAnyRowsPerItem()
     {
