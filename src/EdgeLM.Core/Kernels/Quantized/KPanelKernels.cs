@@ -16,11 +16,13 @@ namespace EdgeLM.Kernels.Quantized;
 /// <para>Q4_K record (<see cref="Q4KRecordBytes"/>): d halves of rows 0..7 at 0, dmin halves at 16; byte 32 + 8j + i =
 /// 6-bit scale of sub-block j (values 32j..32j+31) of row i, byte 96 + 8j + i = its min; quant group (c, g) at
 /// 160 + 32(8c + g), row i = the file's qs[32c + 4g..+3] (low nibbles: values 64c + 4g.., high: 64c + 32 + 4g..).</para>
-/// <para>Q5_K record (<see cref="Q5KRecordBytes"/>): bytes 0..159 as Q4_K's (d, dmin, scales, mins); fifth-bit groups g
-/// at 160 + 32g, byte 4i + q of row i has bit c = fifth bit of value 64c + 4g + q (sub-block 2c, the file's qh[4g + q]
-/// bit 2c) and bit 4 + c = that of value 64c + 32 + 4g + q (sub-block 2c + 1, qh bit 2c + 1), as the Q5_0 panels
-/// arrange theirs: one 16-bit shift (left by 4 - c, or right by c) and a mask move a sub-block's bits to 0x10. Quant
-/// groups (c, g) at 416 + 32(8c + g), row i = the file's qs[32c + 4g..+3], as in Q4_K.</para>
+/// <para>Q5_K record (<see cref="Q5KRecordBytes"/>): bytes 0..159 as Q4_K's (d, dmin, scales, mins), then per chunk c
+/// (sub-blocks 2c and 2c + 1, values 64c..) at 160 + 320c, in the order the decode kernel streams them: two fifth-bit
+/// vectors (groups 4v..4v + 3 at +32v) and the 8 quant groups g at +64 + 32g, row i = the file's qs[32c + 4g..+3] as in
+/// Q4_K. Byte 4i + q of fifth-bit vector v has bit t = fifth bit of value 64c + 4g + q (g = 4v + t; sub-block 2c, the
+/// file's qh[4g + q] bit 2c) and bit 4 + t = that of value 64c + 32 + 4g + q (sub-block 2c + 1, qh bit 2c + 1), as the
+/// Q5_0 panels arrange theirs: one 16-bit shift by a constant of the group (left by 4 - t, or right by t) and a mask
+/// move a group's bits to 0x10.</para>
 /// <para>Q6_K record (<see cref="Q6KRecordBytes"/>, the file's size): d halves at 0; byte 16 + 16p + 2i + t = signed
 /// scale of 16-value group 2p + t of row i; then per half h (values 128h..), at 144 + 768h: nibble groups (c, g) for
 /// c = 2h, 2h + 1 at +256(c - 2h) + 32g, row i = the file's ql[32c + 4g..+3], and high-bit groups (h, g) at +512 + 32g,
@@ -43,7 +45,15 @@ public static unsafe class KPanelKernels
 
     // Q5_K shares Q4_K's d, dmin, scale and min offsets: the min and scale code below serves both.
     private const int Q4Scales = 32, Q4Mins = 96, Q4Quants = 160;
-    private const int Q5High = 160, Q5Quants = 416;
+    private const int Q5Chunks = 160, Q5ChunkBytes = 64 + 256;
+
+    /// <summary>Q5_K: the fifth-bit vector of group g of chunk c (shared by groups 4v..4v + 3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Q5Fifth(int c, int g) => Q5Chunks + Q5ChunkBytes * c + 32 * (g >> 2);
+
+    /// <summary>Q5_K: quant group g of chunk c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Q5Quant(int c, int g) => Q5Chunks + Q5ChunkBytes * c + 64 + 32 * g;
     private const int Q6Scales = 16, Q6Quants = 144;
 
     /// <summary>Q6_K: each half h's two nibble groups and its high bits lie together, in the order the kernels read them.</summary>
@@ -77,17 +87,23 @@ public static unsafe class KPanelKernels
                     record[Q4Mins + 8 * j + i] = (byte)(mins >> (8 * j));
                 }
                 byte* qs = src + (q5 ? 48 : 16);
-                int quants = q5 ? Q5Quants : Q4Quants;
                 for (int c = 0; c < 4; c++)
                     for (int g = 0; g < 8; g++)
-                        *(uint*)(record + quants + 32 * (8 * c + g) + 4 * i) = *(uint*)(qs + 32 * c + 4 * g);
+                        *(uint*)(record + (q5 ? Q5Quant(c, g) : Q4Quants + 32 * (8 * c + g)) + 4 * i) = *(uint*)(qs + 32 * c + 4 * g);
                 if (!q5) continue;
-                for (int l = 0; l < 32; l++)
-                {
-                    int qh = src[16 + l], bits = 0;
-                    for (int c = 0; c < 4; c++) bits |= (qh >> (2 * c) & 1) << c | (qh >> (2 * c + 1) & 1) << (4 + c);
-                    record[Q5High + 32 * (l >> 2) + 4 * i + (l & 3)] = (byte)bits;
-                }
+                byte* qh = src + 16;
+                for (int c = 0; c < 4; c++)
+                    for (int v = 0; v < 2; v++)
+                        for (int q = 0; q < 4; q++)
+                        {
+                            int bits = 0;
+                            for (int t = 0; t < 4; t++)
+                            {
+                                int h = qh[4 * (4 * v + t) + q];
+                                bits |= (h >> (2 * c) & 1) << t | (h >> (2 * c + 1) & 1) << (4 + t);
+                            }
+                            record[Q5Fifth(c, 4 * v) + 4 * i + q] = (byte)bits;
+                        }
             }
             else
             {
@@ -118,10 +134,11 @@ public static unsafe class KPanelKernels
         if (type is GgmlType.Q4_K or GgmlType.Q5_K)
         {
             bool q5 = type == GgmlType.Q5_K;
-            byte packed = record[(q5 ? Q5Quants : Q4Quants) + 32 * (8 * (j >> 1) + g) + 4 * i + q];
+            int c = j >> 1;
+            byte packed = record[(q5 ? Q5Quant(c, g) : Q4Quants + 32 * (8 * c + g)) + 4 * i + q];
             int nibble = (j & 1) != 0 ? packed >> 4 : packed & 0x0F;
             if (!q5) return nibble;
-            int fifth = record[Q5High + 32 * g + 4 * i + q] >> ((j & 1) * 4 + (j >> 1)) & 1;
+            int fifth = record[Q5Fifth(c, g) + 4 * i + q] >> (4 * (j & 1) + (g & 3)) & 1;
             return nibble | fifth << 4;
         }
         int h = j >> 2, t = j & 3;
@@ -381,10 +398,10 @@ public static unsafe class KPanelKernels
     }
 
     /// <summary>
-    /// Q5_K decode (one activation row), written out like <see cref="Q4KColumn1{TDot}"/>; each group also loads its
-    /// fifth bits (one 32-byte load serves all 8 sub-blocks; a shift by a count fixed per chunk moves a sub-block's bits
-    /// to 0x10). With 5-bit levels only 4 groups fit a 16-bit run (4 * 2 * 31 * 128 = 31744 &lt; 2^15, activations down
-    /// to -128; 8 would not), so each sub-block takes two scale multiply-adds. Exact integers, so bitwise the generic kernel.
+    /// Q5_K decode (one activation row), written out like <see cref="Q4KColumn1{TDot}"/>, reading each chunk's bytes in
+    /// address order: one fifth-bit load serves a run of 4 groups of both sub-blocks. With 5-bit levels only 4 groups fit
+    /// a 16-bit run (4 * 2 * 31 * 128 = 31744 &lt; 2^15, activations down to -128; 8 would not), so each sub-block takes
+    /// two scale multiply-adds. Exact integers, so bitwise the generic kernel.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Q5KColumn1<TDot>(byte* panel, int blocks, byte* x, float* y) where TDot : IWordDot256
@@ -394,28 +411,27 @@ public static unsafe class KPanelKernels
         for (int b = 0; b < blocks; b++, record += Q5KRecordBytes, x += KQuant.Q8BlockBytes)
         {
             Vector256<int> isum = default;
-            byte* fifth = record + Q5High;
             for (int c = 0; c < 4; c++)
             {
                 PrefetchLines(record, Q5KRecordBytes, 6 * c, 6); // 24 lines: a record spans at most 23 + 1
-                byte* quants = record + Q5Quants + 256 * c;
+                byte* chunk = record + Q5Chunks + Q5ChunkBytes * c;
                 byte* q = x + KQuant.Q8Quants + 64 * c;
-                var lowShift = Vector128.CreateScalar((ushort)(4 - c));
-                var highShift = Vector128.CreateScalar((ushort)c);
                 var lowScale = DupUnsigned(record + Q4Scales + 16 * c);
                 var highScale = DupUnsigned(record + Q4Scales + 16 * c + 8);
+                var bits = Vector256.Load(chunk).AsUInt16();
                 Vector256<short> low = default, high = default;
-                Q5KGroup(quants, fifth, q, 0, lowShift, highShift, ref low, ref high);
-                Q5KGroup(quants, fifth, q, 1, lowShift, highShift, ref low, ref high);
-                Q5KGroup(quants, fifth, q, 2, lowShift, highShift, ref low, ref high);
-                Q5KGroup(quants, fifth, q, 3, lowShift, highShift, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 0, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 1, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 2, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 3, ref low, ref high);
                 isum = TDot.Add(TDot.Add(isum, low, lowScale), high, highScale);
+                bits = Vector256.Load(chunk + 32).AsUInt16();
                 low = default;
                 high = default;
-                Q5KGroup(quants, fifth, q, 4, lowShift, highShift, ref low, ref high);
-                Q5KGroup(quants, fifth, q, 5, lowShift, highShift, ref low, ref high);
-                Q5KGroup(quants, fifth, q, 6, lowShift, highShift, ref low, ref high);
-                Q5KGroup(quants, fifth, q, 7, lowShift, highShift, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 4, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 5, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 6, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 7, ref low, ref high);
                 isum = TDot.Add(TDot.Add(isum, low, lowScale), high, highScale);
             }
             acc = Finish<Q5Panel>(acc, isum, Halfs8(record), Halfs8(record + 16), record, x);
@@ -424,17 +440,24 @@ public static unsafe class KPanelKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q5KGroup(byte* quants, byte* fifth, byte* q, int g, Vector128<ushort> lowShift, Vector128<ushort> highShift,
-        ref Vector256<short> low, ref Vector256<short> high)
+    private static void Q5KGroup(byte* quants, Vector256<ushort> bits, byte* q, int g, ref Vector256<short> low, ref Vector256<short> high)
     {
-        var mask = Vector256.Create((byte)0x0F);
-        var bit = Vector256.Create((byte)0x10);
         var raw = Vector256.Load(quants + 32 * g);
-        var bits = Vector256.Load(fifth + 32 * g).AsUInt16();
-        var lowLevels = (raw & mask) | (Avx2.ShiftLeftLogical(bits, lowShift).AsByte() & bit);
-        var highLevels = (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask) | (Avx2.ShiftRightLogical(bits, highShift).AsByte() & bit);
-        low += Avx2.MultiplyAddAdjacent(lowLevels, Broadcast4(q + 4 * g));
-        high += Avx2.MultiplyAddAdjacent(highLevels, Broadcast4(q + 32 + 4 * g));
+        low += Avx2.MultiplyAddAdjacent(Q5LowLevels(raw, bits, g), Broadcast4(q + 4 * g));
+        high += Avx2.MultiplyAddAdjacent(Q5HighLevels(raw, bits, g), Broadcast4(q + 32 + 4 * g));
+    }
+
+    /// <summary>Q5_K levels of group g of a chunk's first sub-block: low nibbles, fifth bit t = g &amp; 3 moved up to 0x10.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Q5LowLevels(Vector256<byte> raw, Vector256<ushort> bits, int g) =>
+        (raw & Vector256.Create((byte)0x0F)) | (Vector256.ShiftLeft(bits, 4 - (g & 3)).AsByte() & Vector256.Create((byte)0x10));
+
+    /// <summary>Q5_K levels of group g of a chunk's second sub-block: high nibbles, fifth bit 4 + (g &amp; 3) moved down to 0x10.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Q5HighLevels(Vector256<byte> raw, Vector256<ushort> bits, int g)
+    {
+        var fifth = (g & 3) == 0 ? bits : Vector256.ShiftRightLogical(bits, g & 3);
+        return (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F)) | (fifth.AsByte() & Vector256.Create((byte)0x10));
     }
 
     /// <summary>
@@ -573,16 +596,12 @@ public static unsafe class KPanelKernels
         public static int SubBlocksPerChunk => 2;
         public static int GroupsPerRun => 4;
 
-        /// <summary>The chunk is not a constant here: the fifth bits move by a variable-count shift (vpsllw/vpsrlw by xmm).</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> Levels<TSub>(byte* record, int chunk, int g) where TSub : ISub
         {
-            var raw = Vector256.Load(record + Q5Quants + 256 * chunk + 32 * g);
-            var bits = Vector256.Load(record + Q5High + 32 * g).AsUInt16();
-            if (TSub.T == 0)
-                return (raw & Vector256.Create((byte)0x0F)) | (Vector256.ShiftLeft(bits, 4 - chunk).AsByte() & Vector256.Create((byte)0x10));
-            return (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F))
-                | (Vector256.ShiftRightLogical(bits, chunk).AsByte() & Vector256.Create((byte)0x10));
+            var raw = Vector256.Load(record + Q5Quant(chunk, g));
+            var bits = Vector256.Load(record + Q5Fifth(chunk, g)).AsUInt16();
+            return TSub.T == 0 ? Q5LowLevels(raw, bits, g) : Q5HighLevels(raw, bits, g);
         }
     }
 
@@ -858,10 +877,10 @@ public static unsafe class KPanelKernels
         }
         if (type == GgmlType.Q5_K)
         {
-            var raw = Vector128.Load(record + Q5Quants + 32 * (8 * (j >> 1) + g) + 16 * half);
-            var bits = Vector128.Load(record + Q5High + 32 * g + 16 * half);
-            int c = j >> 1;
-            var fifth = ((j & 1) != 0 ? Vector128.ShiftRightLogical(bits, c) : Vector128.ShiftLeft(bits, 4 - c)) & Vector128.Create((byte)0x10);
+            var raw = Vector128.Load(record + Q5Quant(j >> 1, g) + 16 * half);
+            var bits = Vector128.Load(record + Q5Fifth(j >> 1, g) + 16 * half);
+            int bit = g & 3;
+            var fifth = ((j & 1) != 0 ? Vector128.ShiftRightLogical(bits, bit) : Vector128.ShiftLeft(bits, 4 - bit)) & Vector128.Create((byte)0x10);
             return ((((j & 1) != 0 ? Vector128.ShiftRightLogical(raw, 4) : raw) & mask) | fifth).AsSByte();
         }
         int h = j >> 2, t = j & 3;
