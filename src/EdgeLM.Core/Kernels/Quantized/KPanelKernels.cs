@@ -599,9 +599,14 @@ public static unsafe class KPanelKernels
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> Levels<TSub>(byte* record, int chunk, int g) where TSub : ISub
         {
+            // Written out rather than through Q5LowLevels / Q5HighLevels: with vector arguments to the inlined helpers,
+            // the JIT copied them through the stack in this (larger) method.
             var raw = Vector256.Load(record + Q5Quant(chunk, g));
             var bits = Vector256.Load(record + Q5Fifth(chunk, g)).AsUInt16();
-            return TSub.T == 0 ? Q5LowLevels(raw, bits, g) : Q5HighLevels(raw, bits, g);
+            if (TSub.T == 0)
+                return (raw & Vector256.Create((byte)0x0F)) | (Vector256.ShiftLeft(bits, 4 - (g & 3)).AsByte() & Vector256.Create((byte)0x10));
+            return (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F))
+                | (Vector256.ShiftRightLogical(bits, g & 3).AsByte() & Vector256.Create((byte)0x10));
         }
     }
 
