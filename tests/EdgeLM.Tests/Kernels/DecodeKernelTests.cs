@@ -17,9 +17,9 @@ public unsafe class DecodeKernelTests
         var (w, buffer) = PanelTestSupport.RandomWeight(type, k, rows, 3, [0], normalBase: 0x2000);
         buffer.Span.Fill(quantByte);
         int blockBytes = GgmlTypeInfo.BlockBytes(type);
-        // Half fields: Q5_0 d at 0; Q4_K d, dmin at 0, 2; Q6_K d at 208. 0xFF elsewhere is the largest level, the
-        // largest 6-bit Q4_K scale and min, and Q6_K scale -1.
-        int[] halves = type switch { GgmlType.Q4_K => [0, 2], GgmlType.Q6_K => [208], _ => [0] };
+        // Half fields: Q5_0 d at 0; Q4_K / Q5_K d, dmin at 0, 2; Q6_K d at 208. 0xFF elsewhere is the largest level
+        // (Q5_K: every fifth bit set, level 31), the largest 6-bit Q4_K / Q5_K scale and min, and Q6_K scale -1.
+        int[] halves = type switch { GgmlType.Q4_K or GgmlType.Q5_K => [0, 2], GgmlType.Q6_K => [208], _ => [0] };
         for (long b = 0; b < w.ByteLength / blockBytes; b++)
             foreach (int o in halves) *(ushort*)(buffer.Pointer + b * blockBytes + o) = (ushort)(0x3C00 + b % 7);
         return (w, buffer);
@@ -76,6 +76,8 @@ public unsafe class DecodeKernelTests
     [Theory]
     [InlineData(GgmlType.Q4_K, 4864, 1)]
     [InlineData(GgmlType.Q4_K, 1024, 5)]
+    [InlineData(GgmlType.Q5_K, 4864, 1)]
+    [InlineData(GgmlType.Q5_K, 1024, 5)]
     [InlineData(GgmlType.Q6_K, 4864, 1)]
     [InlineData(GgmlType.Q6_K, 1024, 5)]
     public void KPanelDecodeIsExactAtMaximalLevels(GgmlType type, int k, int n)

@@ -9,13 +9,13 @@ using EdgeLM.Tests.Support;
 
 namespace EdgeLM.Tests.Kernels;
 
-/// <summary>Q4_K / Q6_K panels (<see cref="KPanelKernels"/>): every path bitwise equal to the file-layout reference.</summary>
+/// <summary>Q4_K / Q5_K / Q6_K panels (<see cref="KPanelKernels"/>): every path bitwise equal to the file-layout reference.</summary>
 [Trait("Category", "Kernels")]
 public unsafe class KPanelKernelTests
 {
-    /// <summary>Raw random blocks (every level, 6-bit scale and min, signed Q6_K scale) with finite half scales.</summary>
+    /// <summary>Raw random blocks (every level and fifth bit, 6-bit scale and min, signed Q6_K scale) with finite half scales.</summary>
     private static (Tensor, NativeBuffer) RandomWeight(GgmlType type, int k, int rows, int seed) =>
-        PanelTestSupport.RandomWeight(type, k, rows, seed, type == GgmlType.Q4_K ? [0, 2] : [208], normalBase: 0x1800);
+        PanelTestSupport.RandomWeight(type, k, rows, seed, type == GgmlType.Q6_K ? [208] : [0, 2], normalBase: 0x1800);
 
     /// <summary>n activation rows as block_q8_K (row 1 starts with an all-zero block, magnitudes vary by row).</summary>
     private static byte[] Activations(int k, int n, int seed)
@@ -47,6 +47,9 @@ public unsafe class KPanelKernelTests
     [InlineData(GgmlType.Q4_K, 256, 1)]
     [InlineData(GgmlType.Q4_K, 1024, 5)]
     [InlineData(GgmlType.Q4_K, 768, 9)]
+    [InlineData(GgmlType.Q5_K, 256, 1)]
+    [InlineData(GgmlType.Q5_K, 1024, 5)]
+    [InlineData(GgmlType.Q5_K, 768, 9)]
     [InlineData(GgmlType.Q6_K, 256, 1)]
     [InlineData(GgmlType.Q6_K, 1024, 5)]
     [InlineData(GgmlType.Q6_K, 768, 9)]
@@ -59,12 +62,14 @@ public unsafe class KPanelKernelTests
     }
 
     /// <summary>
-    /// The integer sums at their largest: every level 15 (Q4_K) or 63 (Q6_K), or 0, with the largest scales and mins
-    /// (Q4_K 63, Q6_K 127 and -128), against activations of +-127. A Q4_K 16-bit run then reaches 8 * 2 * 15 * 127 and a
-    /// Q6_K pair 2 * 2 * 63 * 127, just below 2^15: had either saturated or wrapped, the AVX2 path would differ here.
+    /// The integer sums at their largest: every level 15 (Q4_K), 31 (Q5_K) or 63 (Q6_K), or 0, with the largest scales
+    /// and mins (Q4_K / Q5_K 63, Q6_K 127 and -128), against activations of +-127. A Q4_K 16-bit run then reaches
+    /// 8 * 2 * 15 * 127, a Q5_K run 4 * 2 * 31 * 127 and a Q6_K pair 2 * 2 * 63 * 127, just below 2^15: had any
+    /// saturated or wrapped (a Q5_K run of 8 groups would), the AVX2 path would differ here.
     /// </summary>
     [Theory]
     [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
     public void ExtremeLevelsDoNotSaturateAnyPath(GgmlType type)
     {
@@ -78,7 +83,7 @@ public unsafe class KPanelKernelTests
     {
         SkipTest.Unless(Avx2.IsSupported && Fma.IsSupported && AvxVnni.IsSupported, "AVX-VNNI is not supported on this CPU (or disabled by DOTNET_EnableAVXVNNI=0)");
         List<(string, TilePath)> vnni = [("avx-vnni", KPanelKernels.TileAvx2<KPanelKernels.VnniWordDot>), ("dispatch", KPanelKernels.Tile)];
-        foreach (var type in new[] { GgmlType.Q4_K, GgmlType.Q6_K })
+        foreach (var type in new[] { GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K })
         {
             foreach (var (k, n) in new[] { (256, 1), (1024, 5), (768, 9) })
             {
@@ -104,11 +109,11 @@ public unsafe class KPanelKernelTests
             {
                 byte* block = buffer.Pointer + ((long)r * blocks + b) * blockBytes;
                 int pattern = (r + b) % 3;
-                // Quant bytes: levels 15 / 63 (all bits set), 0, or a mix of both per byte.
-                int first = type == GgmlType.Q4_K ? 16 : 0, end = type == GgmlType.Q4_K ? 144 : 192;
+                // Quant bytes (Q5_K: fifth bits too): levels 15 / 31 / 63 (all bits set), 0, or a mix of both per byte.
+                var (first, end) = type switch { GgmlType.Q4_K => (16, 144), GgmlType.Q5_K => (16, 176), _ => (0, 192) };
                 for (int i = first; i < end; i++) block[i] = pattern switch { 0 => 0xFF, 1 => 0, _ => random.Next(2) == 0 ? (byte)0xFF : (byte)0 };
                 ushort d = (ushort)(0x2C00 + 0x400 * (r % 3) | ((r & 4) << 13));
-                if (type == GgmlType.Q4_K)
+                if (type != GgmlType.Q6_K)
                 {
                     *(ushort*)block = d;
                     *(ushort*)(block + 2) = (ushort)(0x2800 + 0x400 * (b % 2));
@@ -181,6 +186,7 @@ public unsafe class KPanelKernelTests
 
     [Theory]
     [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
     public void ReferenceAgreesWithTheKQuantDotAndFloat64(GgmlType type)
     {
@@ -200,7 +206,12 @@ public unsafe class KPanelKernelTests
         fixed (byte* pw = w, px = xq)
         {
             float reference = KPanelKernels.ReferenceDot(type, pw, px, k);
-            float ggml = type == GgmlType.Q4_K ? Q4_KKernel.DotScalar(pw, px, k) : Q6_KKernel.DotScalar(pw, px, k);
+            float ggml = type switch
+            {
+                GgmlType.Q4_K => Q4_KKernel.DotScalar(pw, px, k),
+                GgmlType.Q5_K => Q5_KKernel.DotScalar(pw, px, k),
+                _ => Q6_KKernel.DotScalar(pw, px, k),
+            };
             Assert.True(Math.Abs(reference - exact) <= 2e-6 * magnitude, $"{type}: reference {reference} vs float64 {exact}");
             Assert.True(Math.Abs(reference - ggml) <= 4e-6 * magnitude, $"{type}: reference {reference} vs DotScalar {ggml}");
         }
@@ -208,6 +219,7 @@ public unsafe class KPanelKernelTests
 
     [Theory]
     [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
     public void MatMulUsesPanelsBitwiseForAnyThreadCountAndTokenPosition(GgmlType type)
     {
@@ -218,6 +230,7 @@ public unsafe class KPanelKernelTests
 
     [Theory]
     [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q6_K)]
     public void PackedRowsDequantizeLikeTheFile(GgmlType type)
     {
@@ -230,12 +243,45 @@ public unsafe class KPanelKernelTests
         {
             Dequantize.Row(type, w.Row(r), expected);
             fixed (float* pa = actual) m.DequantizeRow(r, pa);
-            Assert.Equal(expected, actual);
+            Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), actual.Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+
+    /// <summary>
+    /// Each activation row alone (the written-out decode kernel) gives the bits of the same row inside a prompt (the
+    /// 4-column prefill tile and its 1-column remainder), on every path.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q6_K)]
+    public void DecodeEqualsPrefillBitwise(GgmlType type)
+    {
+        const int k = 768, rows = 16, n = 6;
+        var (w, buffer) = RandomWeight(type, k, rows, 13);
+        using var _ = buffer;
+        using var m = RepackedMatrix.Pack(w)!;
+        byte[] xq = Activations(k, n, 17);
+        long xStride = xq.Length / n;
+        foreach (var (name, path) in Paths())
+        {
+            var prefill = new float[n * rows];
+            var decode = new float[n * rows];
+            fixed (byte* px = xq)
+            fixed (float* pp = prefill, pd = decode)
+            {
+                path(m, m.Data, rows / RepackedMatrix.PanelRows, px, xStride, n, pp, rows);
+                for (int t = 0; t < n; t++) path(m, m.Data, rows / RepackedMatrix.PanelRows, px + t * xStride, xStride, 1, pd + t * rows, rows);
+            }
+            Assert.Contains(prefill, v => v != 0);
+            Assert.True(prefill.Select(BitConverter.SingleToInt32Bits).SequenceEqual(decode.Select(BitConverter.SingleToInt32Bits)),
+                $"{type} {name}: decode differs from prefill");
         }
     }
 
     [Theory]
     [InlineData(GgmlType.Q4_K, 2)]
+    [InlineData(GgmlType.Q5_K, 0)]
     [InlineData(GgmlType.Q6_K, 208)]
     public void InfiniteScalesAndOddShapesStayUnpacked(GgmlType type, int halfOffset)
     {

@@ -8,14 +8,21 @@ using EdgeLM.Tensors.Quantization;
 namespace EdgeLM.Kernels.Quantized;
 
 /// <summary>
-/// Q4_K and Q6_K weights in <see cref="RepackedMatrix"/> panels of 8 rows against Q8_K activations (ggml-cpu's
+/// Q4_K, Q5_K and Q6_K weights in <see cref="RepackedMatrix"/> panels of 8 rows against Q8_K activations (ggml-cpu's
 /// block_q4_Kx8 / block_q6_Kx8 idea, our own layout). One record per 256-value block column of a panel; every quant
 /// group is 32 bytes holding 4 consecutive values of each of the 8 rows (row i at bytes 4i..4i+3), so a 256-bit
 /// register carries one 4-value slice of 8 rows, the activation bytes are broadcast and the 8 integer sums land in
-/// the 8 lanes: one lane per output row, no horizontal sums. Scales (and Q4_K mins) are unpacked at repack time.
+/// the 8 lanes: one lane per output row, no horizontal sums. Scales (and Q4_K / Q5_K mins) are unpacked at repack time.
 /// <para>Q4_K record (<see cref="Q4KRecordBytes"/>): d halves of rows 0..7 at 0, dmin halves at 16; byte 32 + 8j + i =
 /// 6-bit scale of sub-block j (values 32j..32j+31) of row i, byte 96 + 8j + i = its min; quant group (c, g) at
 /// 160 + 32(8c + g), row i = the file's qs[32c + 4g..+3] (low nibbles: values 64c + 4g.., high: 64c + 32 + 4g..).</para>
+/// <para>Q5_K record (<see cref="Q5KRecordBytes"/>): bytes 0..159 as Q4_K's (d, dmin, scales, mins), then per chunk c
+/// (sub-blocks 2c and 2c + 1, values 64c..) at 160 + 320c, in the order the decode kernel streams them: two fifth-bit
+/// vectors (groups 4v..4v + 3 at +32v) and the 8 quant groups g at +64 + 32g, row i = the file's qs[32c + 4g..+3] as in
+/// Q4_K. Byte 4i + q of fifth-bit vector v has bit t = fifth bit of value 64c + 4g + q (g = 4v + t; sub-block 2c, the
+/// file's qh[4g + q] bit 2c) and bit 4 + t = that of value 64c + 32 + 4g + q (sub-block 2c + 1, qh bit 2c + 1), as the
+/// Q5_0 panels arrange theirs: one 16-bit shift by a constant of the group (left by 4 - t, or right by t) and a mask
+/// move a group's bits to 0x10.</para>
 /// <para>Q6_K record (<see cref="Q6KRecordBytes"/>, the file's size): d halves at 0; byte 16 + 16p + 2i + t = signed
 /// scale of 16-value group 2p + t of row i; then per half h (values 128h..), at 144 + 768h: nibble groups (c, g) for
 /// c = 2h, 2h + 1 at +256(c - 2h) + 32g, row i = the file's ql[32c + 4g..+3], and high-bit groups (h, g) at +512 + 32g,
@@ -23,18 +30,30 @@ namespace EdgeLM.Kernels.Quantized;
 /// 4h + t (values 32j..) takes nibbles of group c = 2h + (t &amp; 1) (high nibbles when t &gt;= 2) and bits 2t..2t+1.</para>
 /// <para>Definition of one output, the same for every path and tile, so decode and prefill give the same bits: per
 /// block, the exact integer sum isum = sum over sub-blocks (or 16-value groups) of scale * (levels . q8) (Q6_K: with
-/// signed levels, computed as unsigned ones minus 32 * sum(scale * bsum)) and, for Q4_K, msum = sum(min_j * (bsum_2j +
-/// bsum_2j+1)); then acc = fma(d * yd, isum, acc), and for Q4_K acc = fma(-(dmin * yd), msum, acc), in block order.
+/// signed levels, computed as unsigned ones minus 32 * sum(scale * bsum)) and, for Q4_K and Q5_K, msum = sum(min_j *
+/// (bsum_2j + bsum_2j+1)); then acc = fma(d * yd, isum, acc), and for Q4_K and Q5_K acc = fma(-(dmin * yd), msum, acc),
+/// in block order.
 /// <see cref="ReferenceDot"/> is that definition on the file's layout.</para>
 /// </summary>
 public static unsafe class KPanelKernels
 {
     public const int Q4KRecordBytes = 32 + 64 + 64 + 1024;
+    public const int Q5KRecordBytes = 32 + 64 + 64 + 256 + 1024;
     public const int Q6KRecordBytes = 16 + 128 + 1024 + 512;
     private const int QK = KQuant.QK;
     private const int Rows = RepackedMatrix.PanelRows;
 
+    // Q5_K shares Q4_K's d, dmin, scale and min offsets: the min and scale code below serves both.
     private const int Q4Scales = 32, Q4Mins = 96, Q4Quants = 160;
+    private const int Q5Chunks = 160, Q5ChunkBytes = 64 + 256;
+
+    /// <summary>Q5_K: the fifth-bit vector of group g of chunk c (shared by groups 4v..4v + 3).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Q5Fifth(int c, int g) => Q5Chunks + Q5ChunkBytes * c + 32 * (g >> 2);
+
+    /// <summary>Q5_K: quant group g of chunk c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Q5Quant(int c, int g) => Q5Chunks + Q5ChunkBytes * c + 64 + 32 * g;
     private const int Q6Scales = 16, Q6Quants = 144;
 
     /// <summary>Q6_K: each half h's two nibble groups and its high bits lie together, in the order the kernels read them.</summary>
@@ -52,9 +71,10 @@ public static unsafe class KPanelKernels
         int nonFinite = 0;
         for (int i = 0; i < Rows; i++)
         {
-            if (type == GgmlType.Q4_K)
+            if (type is GgmlType.Q4_K or GgmlType.Q5_K)
             {
-                byte* src = rows + i * rowStride + (long)b * 144;
+                bool q5 = type == GgmlType.Q5_K;
+                byte* src = rows + i * rowStride + (long)b * (q5 ? 176 : 144);
                 ushort d = *(ushort*)src, dmin = *(ushort*)(src + 2);
                 nonFinite |= (d & 0x7C00) == 0x7C00 || (dmin & 0x7C00) == 0x7C00 ? 1 : 0;
                 *(ushort*)(record + 2 * i) = d;
@@ -66,9 +86,24 @@ public static unsafe class KPanelKernels
                     record[Q4Scales + 8 * j + i] = (byte)(scales >> (8 * j));
                     record[Q4Mins + 8 * j + i] = (byte)(mins >> (8 * j));
                 }
+                byte* qs = src + (q5 ? 48 : 16);
                 for (int c = 0; c < 4; c++)
                     for (int g = 0; g < 8; g++)
-                        *(uint*)(record + Q4Quants + 32 * (8 * c + g) + 4 * i) = *(uint*)(src + 16 + 32 * c + 4 * g);
+                        *(uint*)(record + (q5 ? Q5Quant(c, g) : Q4Quants + 32 * (8 * c + g)) + 4 * i) = *(uint*)(qs + 32 * c + 4 * g);
+                if (!q5) continue;
+                byte* qh = src + 16;
+                for (int c = 0; c < 4; c++)
+                    for (int v = 0; v < 2; v++)
+                        for (int q = 0; q < 4; q++)
+                        {
+                            int bits = 0;
+                            for (int t = 0; t < 4; t++)
+                            {
+                                int h = qh[4 * (4 * v + t) + q];
+                                bits |= (h >> (2 * c) & 1) << t | (h >> (2 * c + 1) & 1) << (4 + t);
+                            }
+                            record[Q5Fifth(c, 4 * v) + 4 * i + q] = (byte)bits;
+                        }
             }
             else
             {
@@ -92,14 +127,19 @@ public static unsafe class KPanelKernels
         return nonFinite == 0;
     }
 
-    /// <summary>Unsigned level (Q4_K 0..15, Q6_K 0..63) of value e of row i in a record: the scalar view of the layout.</summary>
+    /// <summary>Unsigned level (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63) of value e of row i in a record: the scalar view of the layout.</summary>
     internal static int Level(GgmlType type, byte* record, int i, int e)
     {
         int j = e >> 5, g = (e & 31) >> 2, q = e & 3;
-        if (type == GgmlType.Q4_K)
+        if (type is GgmlType.Q4_K or GgmlType.Q5_K)
         {
-            byte packed = record[Q4Quants + 32 * (8 * (j >> 1) + g) + 4 * i + q];
-            return (j & 1) != 0 ? packed >> 4 : packed & 0x0F;
+            bool q5 = type == GgmlType.Q5_K;
+            int c = j >> 1;
+            byte packed = record[(q5 ? Q5Quant(c, g) : Q4Quants + 32 * (8 * c + g)) + 4 * i + q];
+            int nibble = (j & 1) != 0 ? packed >> 4 : packed & 0x0F;
+            if (!q5) return nibble;
+            int fifth = record[Q5Fifth(c, g) + 4 * i + q] >> (4 * (j & 1) + (g & 3)) & 1;
+            return nibble | fifth << 4;
         }
         int h = j >> 2, t = j & 3;
         byte nibbles = record[Q6Nibbles(2 * h + (t & 1)) + 32 * g + 4 * i + q];
@@ -114,7 +154,7 @@ public static unsafe class KPanelKernels
     internal static void DequantizeRecordRow(GgmlType type, byte* record, int i, float* dst)
     {
         float d = HalfPrecision.FromF16(*(ushort*)(record + 2 * i));
-        if (type == GgmlType.Q4_K)
+        if (type is GgmlType.Q4_K or GgmlType.Q5_K)
         {
             float min = HalfPrecision.FromF16(*(ushort*)(record + 16 + 2 * i));
             for (int j = 0; j < 8; j++)
@@ -137,6 +177,7 @@ public static unsafe class KPanelKernels
         return type switch
         {
             GgmlType.Q4_K => ReferenceDot<Q4_KFormat>(row, xq, k),
+            GgmlType.Q5_K => ReferenceDot<Q5_KFormat>(row, xq, k),
             GgmlType.Q6_K => ReferenceDot<Q6_KFormat>(row, xq, k),
             _ => throw new ArgumentException($"{type} has no k-quant panel layout", nameof(type)),
         };
@@ -202,7 +243,7 @@ public static unsafe class KPanelKernels
                         int isum = 0, msum = 0;
                         float yd = *(float*)xb;
                         float d = HalfPrecision.FromF16(*(ushort*)(record + 2 * i)) * yd;
-                        if (type == GgmlType.Q4_K)
+                        if (type is GgmlType.Q4_K or GgmlType.Q5_K)
                         {
                             for (int j = 0; j < 8; j++)
                             {
@@ -267,8 +308,12 @@ public static unsafe class KPanelKernels
     internal static void TileAvx2<TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
         where TDot : IWordDot256
     {
-        if (m.Type == GgmlType.Q4_K) TileAvx2<Q4Panel, TDot>(m, panels, panelCount, x, xStride, cols, y, yStride);
-        else TileAvx2<Q6Panel, TDot>(m, panels, panelCount, x, xStride, cols, y, yStride);
+        switch (m.Type)
+        {
+            case GgmlType.Q4_K: TileAvx2<Q4Panel, TDot>(m, panels, panelCount, x, xStride, cols, y, yStride); break;
+            case GgmlType.Q5_K: TileAvx2<Q5Panel, TDot>(m, panels, panelCount, x, xStride, cols, y, yStride); break;
+            default: TileAvx2<Q6Panel, TDot>(m, panels, panelCount, x, xStride, cols, y, yStride); break;
+        }
     }
 
     private static void TileAvx2<TPanel, TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
@@ -286,6 +331,7 @@ public static unsafe class KPanelKernels
             for (; c < cols; c++)
             {
                 if (typeof(TPanel) == typeof(Q4Panel)) Q4KColumn1<TDot>(panel, blocks, x + c * xStride, yp + c * yStride);
+                else if (typeof(TPanel) == typeof(Q5Panel)) Q5KColumn1<TDot>(panel, blocks, x + c * xStride, yp + c * yStride);
                 else Q6KColumn1<TDot>(panel, blocks, x + c * xStride, yp + c * yStride);
             }
         }
@@ -349,6 +395,69 @@ public static unsafe class KPanelKernels
         var raw = Vector256.Load(quants + 32 * g);
         low += Avx2.MultiplyAddAdjacent(raw & mask, Broadcast4(q + 4 * g));
         high += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask, Broadcast4(q + 32 + 4 * g));
+    }
+
+    /// <summary>
+    /// Q5_K decode (one activation row), written out like <see cref="Q4KColumn1{TDot}"/>, reading each chunk's bytes in
+    /// address order: one fifth-bit load serves a run of 4 groups of both sub-blocks. With 5-bit levels only 4 groups fit
+    /// a 16-bit run (4 * 2 * 31 * 128 = 31744 &lt; 2^15, activations down to -128; 8 would not), so each sub-block takes
+    /// two scale multiply-adds. Exact integers, so bitwise the generic kernel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Q5KColumn1<TDot>(byte* panel, int blocks, byte* x, float* y) where TDot : IWordDot256
+    {
+        Vector256<float> acc = default;
+        byte* record = panel;
+        for (int b = 0; b < blocks; b++, record += Q5KRecordBytes, x += KQuant.Q8BlockBytes)
+        {
+            Vector256<int> isum = default;
+            for (int c = 0; c < 4; c++)
+            {
+                PrefetchLines(record, Q5KRecordBytes, 6 * c, 6); // 24 lines: a record spans at most 23 + 1
+                byte* chunk = record + Q5Chunks + Q5ChunkBytes * c;
+                byte* q = x + KQuant.Q8Quants + 64 * c;
+                var lowScale = DupUnsigned(record + Q4Scales + 16 * c);
+                var highScale = DupUnsigned(record + Q4Scales + 16 * c + 8);
+                var bits = Vector256.Load(chunk).AsUInt16();
+                Vector256<short> low = default, high = default;
+                Q5KGroup(chunk + 64, bits, q, 0, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 1, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 2, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 3, ref low, ref high);
+                isum = TDot.Add(TDot.Add(isum, low, lowScale), high, highScale);
+                bits = Vector256.Load(chunk + 32).AsUInt16();
+                low = default;
+                high = default;
+                Q5KGroup(chunk + 64, bits, q, 4, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 5, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 6, ref low, ref high);
+                Q5KGroup(chunk + 64, bits, q, 7, ref low, ref high);
+                isum = TDot.Add(TDot.Add(isum, low, lowScale), high, highScale);
+            }
+            acc = Finish<Q5Panel>(acc, isum, Halfs8(record), Halfs8(record + 16), record, x);
+        }
+        acc.Store(y);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q5KGroup(byte* quants, Vector256<ushort> bits, byte* q, int g, ref Vector256<short> low, ref Vector256<short> high)
+    {
+        var raw = Vector256.Load(quants + 32 * g);
+        low += Avx2.MultiplyAddAdjacent(Q5LowLevels(raw, bits, g), Broadcast4(q + 4 * g));
+        high += Avx2.MultiplyAddAdjacent(Q5HighLevels(raw, bits, g), Broadcast4(q + 32 + 4 * g));
+    }
+
+    /// <summary>Q5_K levels of group g of a chunk's first sub-block: low nibbles, fifth bit t = g &amp; 3 moved up to 0x10.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Q5LowLevels(Vector256<byte> raw, Vector256<ushort> bits, int g) =>
+        (raw & Vector256.Create((byte)0x0F)) | (Vector256.ShiftLeft(bits, 4 - (g & 3)).AsByte() & Vector256.Create((byte)0x10));
+
+    /// <summary>Q5_K levels of group g of a chunk's second sub-block: high nibbles, fifth bit 4 + (g &amp; 3) moved down to 0x10.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Q5HighLevels(Vector256<byte> raw, Vector256<ushort> bits, int g)
+    {
+        var fifth = (g & 3) == 0 ? bits : Vector256.ShiftRightLogical(bits, g & 3);
+        return (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F)) | (fifth.AsByte() & Vector256.Create((byte)0x10));
     }
 
     /// <summary>
@@ -419,6 +528,8 @@ public static unsafe class KPanelKernels
         static abstract bool HasMin { get; }
         /// <summary>Sub-blocks per outer-loop chunk: those whose level extraction differs only in constants.</summary>
         static abstract int SubBlocksPerChunk { get; }
+        /// <summary>Groups of a sub-block summed in 16 bits before its scale multiply-add (min-type formats; see SubBlock).</summary>
+        static abstract int GroupsPerRun { get; }
         /// <summary>Unsigned levels of group g (values 4g..4g+3 of each row) of sub-block chunk * SubBlocksPerChunk + TSub.T.</summary>
         static abstract Vector256<byte> Levels<TSub>(byte* record, int chunk, int g) where TSub : ISub;
     }
@@ -467,6 +578,7 @@ public static unsafe class KPanelKernels
         public static int RecordBytes => Q4KRecordBytes;
         public static bool HasMin => true;
         public static int SubBlocksPerChunk => 2;
+        public static int GroupsPerRun => 8;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> Levels<TSub>(byte* record, int chunk, int g) where TSub : ISub
@@ -477,11 +589,33 @@ public static unsafe class KPanelKernels
         }
     }
 
+    private struct Q5Panel : IKPanel
+    {
+        public static int RecordBytes => Q5KRecordBytes;
+        public static bool HasMin => true;
+        public static int SubBlocksPerChunk => 2;
+        public static int GroupsPerRun => 4;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<byte> Levels<TSub>(byte* record, int chunk, int g) where TSub : ISub
+        {
+            // Written out rather than through Q5LowLevels / Q5HighLevels: with vector arguments to the inlined helpers,
+            // the JIT copied them through the stack in this (larger) method.
+            var raw = Vector256.Load(record + Q5Quant(chunk, g));
+            var bits = Vector256.Load(record + Q5Fifth(chunk, g)).AsUInt16();
+            if (TSub.T == 0)
+                return (raw & Vector256.Create((byte)0x0F)) | (Vector256.ShiftLeft(bits, 4 - (g & 3)).AsByte() & Vector256.Create((byte)0x10));
+            return (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector256.Create((byte)0x0F))
+                | (Vector256.ShiftRightLogical(bits, g & 3).AsByte() & Vector256.Create((byte)0x10));
+        }
+    }
+
     private struct Q6Panel : IKPanel
     {
         public static int RecordBytes => Q6KRecordBytes;
         public static bool HasMin => false;
         public static int SubBlocksPerChunk => 4;
+        public static int GroupsPerRun => 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static Vector256<byte> Levels<TSub>(byte* record, int chunk, int g) where TSub : ISub
@@ -533,8 +667,9 @@ public static unsafe class KPanelKernels
 
     /// <summary>
     /// Sub-block j = chunk * SubBlocksPerChunk + t of the record against TCols columns (activation quants at q0..q3).
-    /// Q4_K: all 8 groups summed in 16 bits (8 * 2 * 15 * 127 &lt; 2^15), one scale multiply-add. Q6_K: two groups at a time
-    /// (2 * 2 * 63 * 127 &lt; 2^15), one multiply-add per pair with its 16-value group's scale.
+    /// Q4_K: all 8 groups summed in 16 bits (8 * 2 * 15 * 128 &lt; 2^15), one scale multiply-add. Q5_K: two runs of 4 groups
+    /// (4 * 2 * 31 * 128 = 31744 &lt; 2^15; 8 groups would saturate), one multiply-add each. Q6_K: two groups at a time
+    /// (2 * 2 * 63 * 128 &lt; 2^15), one multiply-add per pair with its 16-value group's scale.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void SubBlock<TPanel, TCols, TSub, TDot>(byte* record, int chunk, byte* q0, byte* q1, byte* q2, byte* q3,
@@ -546,15 +681,27 @@ public static unsafe class KPanelKernels
         if (TPanel.HasMin)
         {
             Vector256<short> a0 = default, a1 = default, a2 = default, a3 = default;
+            var sc = DupUnsigned(record + Q4Scales + 8 * j);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 0, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 1, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 2, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 3, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
+            if (TPanel.GroupsPerRun == 4)
+            {
+                s0 = TDot.Add(s0, a0, sc);
+                a0 = default;
+                if (TCols.Count == 4)
+                {
+                    s1 = TDot.Add(s1, a1, sc);
+                    s2 = TDot.Add(s2, a2, sc);
+                    s3 = TDot.Add(s3, a3, sc);
+                    a1 = a2 = a3 = default;
+                }
+            }
             Q4Group<TPanel, TCols, TSub>(record, chunk, 4, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 5, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 6, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
             Q4Group<TPanel, TCols, TSub>(record, chunk, 7, q0 + xo, q1 + xo, q2 + xo, q3 + xo, ref a0, ref a1, ref a2, ref a3);
-            var sc = DupUnsigned(record + Q4Scales + 8 * j);
             s0 = TDot.Add(s0, a0, sc);
             if (TCols.Count == 4)
             {
@@ -574,7 +721,7 @@ public static unsafe class KPanelKernels
         }
     }
 
-    /// <summary>Q4_K group g of a sub-block: 16-bit sums (written out per g so offsets and shifts are constants).</summary>
+    /// <summary>Q4_K / Q5_K group g of a sub-block: 16-bit sums (written out per g so offsets and shifts are constants).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Q4Group<TPanel, TCols, TSub>(byte* record, int chunk, int g, byte* q0, byte* q1, byte* q2, byte* q3,
         ref Vector256<short> a0, ref Vector256<short> a1, ref Vector256<short> a2, ref Vector256<short> a3)
@@ -609,7 +756,7 @@ public static unsafe class KPanelKernels
     }
 
     /// <summary>
-    /// Two Q4_K sub-blocks compiled as one method: a whole block in one method exceeds the JIT's inlining budget (the
+    /// Two Q4_K / Q5_K sub-blocks compiled as one method: a whole block in one method exceeds the JIT's inlining budget (the
     /// helpers would become calls), while a call per pair costs little against 512 values of 8 rows.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
@@ -638,7 +785,7 @@ public static unsafe class KPanelKernels
         if (TCols.Count == 4) { s1 = a1; s2 = a2; s3 = a3; }
     }
 
-    /// <summary>The per-block bsum term of each row: Q4_K sum(min_j * (bsum_2j + bsum_2j+1)), Q6_K sum(scale_g * bsum_g).</summary>
+    /// <summary>The per-block bsum term of each row: Q4_K / Q5_K sum(min_j * (bsum_2j + bsum_2j+1)), Q6_K sum(scale_g * bsum_g).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> BsumTerm<TPanel>(byte* record, byte* xb) where TPanel : IKPanel
     {
@@ -725,13 +872,21 @@ public static unsafe class KPanelKernels
 
     /// <summary>Levels of group g of sub-block j for rows 4 * half .. 4 * half + 3.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<sbyte> Levels128(bool q4, byte* record, int j, int g, int half)
+    private static Vector128<sbyte> Levels128(GgmlType type, byte* record, int j, int g, int half)
     {
         var mask = Vector128.Create((byte)0x0F);
-        if (q4)
+        if (type == GgmlType.Q4_K)
         {
             var raw = Vector128.Load(record + Q4Quants + 32 * (8 * (j >> 1) + g) + 16 * half);
             return (((j & 1) != 0 ? Vector128.ShiftRightLogical(raw, 4) : raw) & mask).AsSByte();
+        }
+        if (type == GgmlType.Q5_K)
+        {
+            var raw = Vector128.Load(record + Q5Quant(j >> 1, g) + 16 * half);
+            var bits = Vector128.Load(record + Q5Fifth(j >> 1, g) + 16 * half);
+            int bit = g & 3;
+            var fifth = ((j & 1) != 0 ? Vector128.ShiftRightLogical(bits, bit) : Vector128.ShiftLeft(bits, 4 - bit)) & Vector128.Create((byte)0x10);
+            return ((((j & 1) != 0 ? Vector128.ShiftRightLogical(raw, 4) : raw) & mask) | fifth).AsSByte();
         }
         int h = j >> 2, t = j & 3;
         var nibbles = Vector128.Load(record + Q6Nibbles(2 * h + (t & 1)) + 32 * g + 16 * half);
@@ -748,7 +903,8 @@ public static unsafe class KPanelKernels
     private static void Tile128<TDot>(RepackedMatrix m, byte* panels, int panelCount, byte* x, long xStride, int cols, float* y, long yStride)
         where TDot : RepackKernels.IDot4
     {
-        bool q4 = m.Type == GgmlType.Q4_K;
+        GgmlType type = m.Type;
+        bool hasMin = type != GgmlType.Q6_K;
         for (int p = 0; p < panelCount; p++)
         {
             byte* panel = panels + p * m.PanelStride;
@@ -766,11 +922,11 @@ public static unsafe class KPanelKernels
                         var bsumTerm = Vector128<int>.Zero;
                         for (int j = 0; j < 8; j++)
                         {
-                            if (q4)
+                            if (hasMin)
                             {
                                 var dot = Vector128<int>.Zero;
                                 for (int g = 0; g < 8; g++)
-                                    dot = TDot.Dot(dot, Levels128(true, record, j, g, half), Vector128.Create(*(int*)(q8 + 32 * j + 4 * g)).AsSByte());
+                                    dot = TDot.Dot(dot, Levels128(type, record, j, g, half), Vector128.Create(*(int*)(q8 + 32 * j + 4 * g)).AsSByte());
                                 isum += dot * Widen4(record + Q4Scales + 8 * j + 4 * half, false);
                                 bsumTerm += Widen4(record + Q4Mins + 8 * j + 4 * half, false) * Vector128.Create(bsums[2 * j] + bsums[2 * j + 1]);
                             }
@@ -780,7 +936,7 @@ public static unsafe class KPanelKernels
                                 {
                                     var dot = Vector128<int>.Zero;
                                     for (int g = 4 * t; g < 4 * t + 4; g++)
-                                        dot = TDot.Dot(dot, Levels128(false, record, j, g, half), Vector128.Create(*(int*)(q8 + 32 * j + 4 * g)).AsSByte());
+                                        dot = TDot.Dot(dot, Levels128(type, record, j, g, half), Vector128.Create(*(int*)(q8 + 32 * j + 4 * g)).AsSByte());
                                     byte* s = record + Q6Scales + 16 * j + 8 * half + t;
                                     var scale = Vector128.Create((sbyte)s[0], (sbyte)s[2], (sbyte)s[4], (sbyte)s[6]);
                                     isum += dot * scale;
@@ -790,9 +946,9 @@ public static unsafe class KPanelKernels
                         }
                         float yd = *(float*)xb;
                         var d = Half4(record + 8 * half) * Vector128.Create(yd);
-                        if (!q4) isum -= bsumTerm << 5;
+                        if (!hasMin) isum -= bsumTerm << 5;
                         acc = Vector128.FusedMultiplyAdd(d, Vector128.ConvertToSingle(isum), acc);
-                        if (q4)
+                        if (hasMin)
                         {
                             var dmin = Half4(record + 16 + 8 * half) * Vector128.Create(yd);
                             acc = Vector128.FusedMultiplyAdd(-dmin, Vector128.ConvertToSingle(bsumTerm), acc);

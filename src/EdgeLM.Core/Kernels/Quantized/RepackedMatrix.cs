@@ -19,11 +19,11 @@ namespace EdgeLM.Kernels.Quantized;
 /// elements 4j..4j+3, high nibbles 16+4j..16+4j+3).</item>
 /// <item>Q8_0, 8 groups of 32 bytes: group j, row i = the row's levels 4j..4j+3.</item>
 /// </list>
-/// Q4_K and Q6_K records (256 values per row, Q8_K activations) are laid out as <see cref="KPanelKernels"/> describes.
+/// Q4_K, Q5_K and Q6_K records (256 values per row, Q8_K activations) are laid out as <see cref="KPanelKernels"/> describes.
 /// F32, F16 and BF16 records hold 32 values of each of the 8 rows, value-major ([32][8], the file's element type), so
 /// a panel is its rows transposed, [k][8]: <see cref="FloatPanelKernels"/> load one value of all 8 rows with one load
 /// and keep one fused multiply-add chain per output.
-/// Same bytes per weight as the file (Q4_K: 3% more, its scales unpacked), so the packed copy replaces the mapped
+/// Same bytes per weight as the file (Q4_K: 3% more, Q5_K 2%, their scales unpacked), so the packed copy replaces the mapped
 /// pages rather than adding to them.
 /// </summary>
 public sealed unsafe class RepackedMatrix : IDisposable
@@ -62,7 +62,7 @@ public sealed unsafe class RepackedMatrix : IDisposable
     public static int BlockSize(GgmlType type) => IsKQuant(type) ? GgmlTypeInfo.QK_K : 32;
 
     /// <summary>Whether the type's panels are k-quant records (Q8_K activations, <see cref="KPanelKernels"/>).</summary>
-    public static bool IsKQuant(GgmlType type) => type is GgmlType.Q4_K or GgmlType.Q6_K;
+    public static bool IsKQuant(GgmlType type) => type is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary>Whether the type's panels are transposed float rows (<see cref="FloatPanelKernels"/>).</summary>
     public static bool IsFloat(GgmlType type) => type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
@@ -76,6 +76,7 @@ public sealed unsafe class RepackedMatrix : IDisposable
         GgmlType.Q5_1 => 32 + 32 + 128,
         GgmlType.Q8_0 => 16 + 256,
         GgmlType.Q4_K => KPanelKernels.Q4KRecordBytes,
+        GgmlType.Q5_K => KPanelKernels.Q5KRecordBytes,
         GgmlType.Q6_K => KPanelKernels.Q6KRecordBytes,
         GgmlType.F32 => 32 * PanelRows * sizeof(float),
         GgmlType.F16 or GgmlType.BF16 => 32 * PanelRows * sizeof(ushort),

@@ -7,7 +7,7 @@ using EdgeLM.Tensors;
 namespace EdgeLM.Kernels.Quantized;
 
 /// <summary>
-/// Repacks a model's Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q6_K and float matrices into <see cref="RepackedMatrix"/> panels when a session is prepared,
+/// Repacks a model's Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q5_K / Q6_K and float matrices into <see cref="RepackedMatrix"/> panels when a session is prepared,
 /// and hands MatMul the packed form of a tensor. The packed matrix is attached to its Tensor object (it lives exactly
 /// as long as the tensor), so sessions sharing weights pack once. Environment EDGELM_REPACK=0 turns packing off.
 /// <para>
