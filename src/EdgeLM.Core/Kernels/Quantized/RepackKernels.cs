@@ -298,6 +298,7 @@ public static unsafe partial class RepackKernels
         static abstract int Offset { get; }
         static abstract bool HasMin { get; }
         static abstract int RecordBytes { get; }
+        /// <summary>Record offset of the nibble groups; Q5_0 / Q5_1 keep their fifth bits in the 32 bytes before it.</summary>
         static abstract int NibbleOffset { get; }
         /// <summary>
         /// Whether one dot-product run (<see cref="IByteDot256"/>) may span a whole block of 8 groups: 16-bit lanes of at
@@ -354,7 +355,7 @@ public static unsafe partial class RepackKernels
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Decode(byte* record, int j, out Vector256<byte> low, out Vector256<byte> high) =>
-            DecodeFive(record + 16, record + NibbleOffset, j, out low, out high);
+            DecodeFive(record + NibbleOffset - 32, record + NibbleOffset, j, out low, out high);
 
         public static void Column1<TDot>(byte* panel, int blocks, byte* x, byte* info, float* y) where TDot : IByteDot256 =>
             Q5Column1<Q5_0Panel, TDot>(panel, blocks, x, info, y);
@@ -372,7 +373,7 @@ public static unsafe partial class RepackKernels
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Decode(byte* record, int j, out Vector256<byte> low, out Vector256<byte> high) =>
-            DecodeFive(record + 32, record + NibbleOffset, j, out low, out high);
+            DecodeFive(record + NibbleOffset - 32, record + NibbleOffset, j, out low, out high);
 
         public static void Column1<TDot>(byte* panel, int blocks, byte* x, byte* info, float* y) where TDot : IByteDot256 =>
             Q5Column1<Q5_1Panel, TDot>(panel, blocks, x, info, y);
@@ -412,7 +413,7 @@ public static unsafe partial class RepackKernels
     /// </summary>
     private static void Q5Column1<TPanel, TDot>(byte* panel, int blocks, byte* x, byte* info, float* y) where TPanel : INibbles where TDot : IByteDot256
     {
-        int recordBytes = TPanel.RecordBytes, fifthAt = TPanel.NibbleOffset - 32, nibbles = TPanel.NibbleOffset;
+        int recordBytes = TPanel.RecordBytes, nibbles = TPanel.NibbleOffset, fifthAt = nibbles - 32;
         Vector256<float> acc = default;
         var mask = Vector256.Create((byte)0x0F);
         var bit = Vector256.Create((byte)0x10);
