@@ -12,7 +12,7 @@ internal sealed class BenchCommand : Command
 {
     public override string Name => "bench";
     public override string Summary => "measure prompt and generation speed like llama-bench (pp N / tg N, tokens/s)";
-    public override string Usage => "edgelm bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json FILE] [--csv FILE] [--kv f32|f16] [--profile]\n"
+    public override string Usage => "edgelm bench -m MODEL [-p 512] [-n 128] [-t 1,2] [-r 5] [--json FILE] [--csv FILE] [--kv f32|f16] [--profile] [--bandwidth]\n"
         + "       edgelm bench --scenario optimum -m MODEL [--batch-size 1] [--sequence-length 256] [--new-tokens 100] [--iterations 10] [--duration 10] [--json FILE]";
 
     public override IReadOnlyList<OptionSpec> Options { get; } =
@@ -34,6 +34,7 @@ internal sealed class BenchCommand : Command
         new("--duration", null, "SECONDS", "optimum: minimum time of each session", "10"),
         new("--warmup-runs", null, "N", "optimum: two-token generates after the first generate", "10"),
         new("--profile", null, null, "print where the time goes (per part of the forward pass) after each test, on standard error"),
+        new("--bandwidth", null, null, "measure the memory read bandwidth at each thread count first, and say how close each tg test comes to it"),
     ];
 
     public override int Run(ParsedArgs a, CancellationToken cancel)
@@ -59,6 +60,14 @@ internal sealed class BenchCommand : Command
         var stdout = Console.Out;
         bool showKv = settings.Options.KvCacheType != KvCacheType.F32;
         Console.Error.WriteLine($"cpu: {cpu.Summary}");
+        var bandwidth = new Dictionary<int, double>();
+        if (settings.Bandwidth)
+        {
+            foreach (int threads in tests.Where(t => t.GenTokens > 0).Select(t => t.Threads).Distinct())
+                bandwidth[threads] = MemoryBandwidth.MeasureRead(threads);
+            Console.Error.WriteLine($"memory read bandwidth ({MemoryBandwidth.DefaultBytes >> 20} MiB, best of 5): "
+                + string.Join(", ", bandwidth.Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Key} thread{(b.Key == 1 ? "" : "s")} {b.Value / 1e9:F1} GB/s"))));
+        }
         stdout.WriteLine(BenchReport.MarkdownHeader(showKv));
         stdout.Flush();
         var results = new List<BenchResult>();
@@ -66,6 +75,7 @@ internal sealed class BenchCommand : Command
         {
             var profile = settings.Profile ? new SessionProfile() : null;
             var result = BenchRunner.Run(model, test, settings.Options with { Profile = profile }, cancel);
+            if (bandwidth.TryGetValue(test.Threads, out double bytesPerSecond)) result = result with { ReadBandwidthBytesPerSecond = bytesPerSecond };
             results.Add(result);
             stdout.WriteLine(BenchReport.MarkdownRow(info, result, showKv));
             stdout.Flush();
@@ -74,6 +84,9 @@ internal sealed class BenchCommand : Command
         var (version, commit) = BenchReport.EngineVersion();
         stdout.WriteLine();
         stdout.WriteLine($"edgelm {version} ({commit}); peak RSS {results.Max(r => r.PeakRssBytes) / 1024.0 / 1024.0:F1} MiB");
+        if (settings.Bandwidth)
+            foreach (var r in results)
+                if (BenchReport.BandwidthLine(r) is { } line) stdout.WriteLine(line);
 
         if (settings.JsonPath is { } json) BenchReport.WriteJsonFile(json, info, cpu, results);
         if (settings.CsvPath is { } csv) BenchReport.WriteCsvFile(csv, info, cpu, results);
@@ -81,7 +94,7 @@ internal sealed class BenchCommand : Command
     }
 
     private static readonly string[] OptimumOnly = ["--batch-size", "--sequence-length", "--new-tokens", "--iterations", "--duration", "--warmup-runs"];
-    private static readonly string[] LlamaOnly = ["--n-prompt", "--n-gen", "--repetitions", "--csv"];
+    private static readonly string[] LlamaOnly = ["--n-prompt", "--n-gen", "--repetitions", "--csv", "--bandwidth"];
 
     private static int RunOptimum(ParsedArgs a, CancellationToken cancel)
     {
@@ -140,7 +153,7 @@ internal sealed class BenchCommand : Command
     };
 
     internal sealed record Settings(IReadOnlyList<int> PromptSizes, IReadOnlyList<int> GenSizes, IReadOnlyList<int> Threads,
-        BenchOptions Options, string? JsonPath, string? CsvPath, bool Profile = false);
+        BenchOptions Options, string? JsonPath, string? CsvPath, bool Profile = false, bool Bandwidth = false);
 
     /// <summary>Everything but the model, validated before the (slow) model load so a typo fails at once.</summary>
     internal static Settings ParseSettings(ParsedArgs a)
@@ -162,7 +175,7 @@ internal sealed class BenchCommand : Command
             Seed = a.ULong("--seed") ?? 1234,
         };
         if (prompts.All(p => p == 0) && gens.All(g => g == 0)) throw new UsageException("nothing to run: every -p and -n size is 0");
-        return new Settings(prompts, gens, threads, options, a.Get("--json"), a.Get("--csv"), a.Flag("--profile"));
+        return new Settings(prompts, gens, threads, options, a.Get("--json"), a.Get("--csv"), a.Flag("--profile"), a.Flag("--bandwidth"));
     }
 
     /// <summary>

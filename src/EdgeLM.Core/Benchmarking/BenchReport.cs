@@ -90,6 +90,21 @@ public static class BenchReport
         _ => type.ToString().ToLowerInvariant(),
     };
 
+    /// <summary>
+    /// A tg test's distance from the memory-bound ceiling, e.g. "tg128 t=2: 336.4 MB read per token (weights and KV
+    /// cache) x 62.2 t/s = 20.9 GB/s, 87% of the 24.1 GB/s measured read bandwidth"; null for pp tests.
+    /// </summary>
+    public static string? BandwidthLine(BenchResult r)
+    {
+        if (r.DecodeBytesPerToken <= 0) return null;
+        double rate = r.DecodeBytesPerToken * r.MeanTokensPerSecond;
+        string line = string.Create(CultureInfo.InvariantCulture,
+            $"{r.Test.Name} t={r.Test.Threads}: {r.DecodeBytesPerToken / 1e6:F1} MB read per token (weights and KV cache) x {r.MeanTokensPerSecond:F1} t/s = {rate / 1e9:F1} GB/s");
+        return r.ReadBandwidthBytesPerSecond > 0
+            ? line + string.Create(CultureInfo.InvariantCulture, $", {100 * r.BandwidthUse:F0}% of the {r.ReadBandwidthBytesPerSecond / 1e9:F1} GB/s measured read bandwidth")
+            : line;
+    }
+
     // ---- records shared by JSON and CSV ----
 
     /// <summary>The fields of one test's record, in output order. Values are string, long, double, long[], double[] or string[].</summary>
@@ -128,6 +143,9 @@ public static class BenchReport
             new("peak_rss_bytes", r.PeakRssBytes),
             new("peak_rss_scope", r.PeakRssIsPerTest ? "test" : "process"),
             new("managed_allocated_bytes", r.AllocatedBytes),
+            new("decode_bytes_per_token", r.DecodeBytesPerToken),
+            new("read_bandwidth_bytes_per_s", r.ReadBandwidthBytesPerSecond),
+            new("bandwidth_use", r.BandwidthUse),
         ];
     }
 

@@ -90,6 +90,9 @@ public static class BenchRunner
             PeakRssBytes = PeakRss.Read(),
             PeakRssIsPerTest = perTest,
             AllocatedBytes = allocated,
+            DecodeBytesPerToken = test.PromptTokens == 0
+                ? DecodeTraffic.WeightBytesPerToken(model.Weights) + DecodeTraffic.KvBytesPerToken(config, options.KvCacheType, test.GenTokens)
+                : 0,
             StartedAt = started,
         };
     }
