@@ -38,6 +38,9 @@ internal sealed unsafe class ForwardPass : IDisposable
     // Where each row of the current call belongs: its sequence's cache and its position in that sequence.
     private readonly KvCache?[] _rowCache;
     private readonly int[] _rowPosition;
+    // After a Run that kept only some rows (RunKeeping): the row of _x each row of the call ended in, -1 if dropped.
+    private readonly int[] _keptAt;
+    private bool _keptAll = true;
 
     public int MaxRows { get; }
     public int ContextLength { get; }
@@ -94,6 +97,7 @@ internal sealed unsafe class ForwardPass : IDisposable
         _rope = new Rope(config.HeadDim, contextLength, config.RopeTheta, config.RopeStyle);
         _rowCache = new KvCache?[maxRows];
         _rowPosition = new int[maxRows];
+        _keptAt = new int[maxRows];
 
         long b = maxRows;
         long[] sizes = [b * _hidden, b * _hidden, b * _qDim, b * _kvDim, b * _kvDim, b * _qDim, b * _ff, b * _ff];
@@ -139,9 +143,22 @@ internal sealed unsafe class ForwardPass : IDisposable
     /// in its cache at its position and leaves the final hidden states in the rows of _x. Callers have checked the
     /// tokens, positions and row count.
     /// </summary>
-    public void Run(ReadOnlySpan<int> tokens)
+    public void Run(ReadOnlySpan<int> tokens) => Run(tokens, keepAll: true, default);
+
+    /// <summary>
+    /// <see cref="Run(ReadOnlySpan{int})"/> for callers that need the final hidden states of the rows in
+    /// <paramref name="keep"/> only (increasing row indices; empty: none, e.g. a prompt chunk before the last): the
+    /// last layer still stores every row's key and value, but runs attention, its output projection and the
+    /// feed-forward block for the kept rows only, as llama.cpp does for rows without output. Each kept row gets the
+    /// same bits as in a full run (every step computes a row alone). <see cref="Logits"/> then takes kept rows only.
+    /// With an <see cref="Observer"/> every row is run (it sees all of them).
+    /// </summary>
+    public void RunKeeping(ReadOnlySpan<int> tokens, ReadOnlySpan<int> keep) => Run(tokens, keepAll: Observer is not null, keep);
+
+    private void Run(ReadOnlySpan<int> tokens, bool keepAll, ReadOnlySpan<int> keep)
     {
-        int n = tokens.Length;
+        int n = tokens.Length, rows = n;
+        _keptAll = true;
         int d = _hidden, heads = _config.HeadCount;
         var embedding = _weights.TokenEmbedding;
         long embeddingStride = embedding.RowStride;
@@ -172,6 +189,12 @@ internal sealed unsafe class ForwardPass : IDisposable
             if (n >= RowJobMinRows) _pool.Run(_ropeRows, n);
             else _ropeRows.Execute(0, n, 0);
             Lap(ref mark, ProfilePart.RopeAndCache);
+            if (!keepAll && l == _config.LayerCount - 1)
+            {
+                n = KeepRows(keep, n);
+                if (n == 0) break;
+                fuseNorms = n >= MatMul.RowPreparationMinRows;
+            }
 
             // Every row's key and value of this layer is stored before any attention reads the caches, so rows of
             // one sequence in one call see each other causally.
@@ -202,7 +225,27 @@ internal sealed unsafe class ForwardPass : IDisposable
             Observe(l, ActivationSite.BlockOutput, _x, n, d);
         }
         // A removed sequence's cache must not stay reachable from here.
-        Array.Clear(_rowCache, 0, n);
+        Array.Clear(_rowCache, 0, rows);
+    }
+
+    /// <summary>Moves the kept rows' queries, residual stream, cache and position to rows 0..m-1 (in order, so no
+    /// row is overwritten before it is moved) and records where each row went; returns m.</summary>
+    private int KeepRows(ReadOnlySpan<int> keep, int n)
+    {
+        _keptAll = false;
+        Array.Fill(_keptAt, -1, 0, n);
+        for (int k = 0; k < keep.Length; k++)
+        {
+            int r = keep[k];
+            if (r < 0 || r >= n || (k > 0 && r <= keep[k - 1])) throw new ArgumentException($"kept rows must be increasing rows of the call's {n}, got {r} at {k}");
+            _keptAt[r] = k;
+            if (r == k) continue;
+            new ReadOnlySpan<float>(_q + (long)r * _qDim, _qDim).CopyTo(new Span<float>(_q + (long)k * _qDim, _qDim));
+            new ReadOnlySpan<float>(_x + (long)r * _hidden, _hidden).CopyTo(new Span<float>(_x + (long)k * _hidden, _hidden));
+            _rowCache[k] = _rowCache[r];
+            _rowPosition[k] = _rowPosition[r];
+        }
+        return keep.Length;
     }
 
     /// <summary>
@@ -213,7 +256,12 @@ internal sealed unsafe class ForwardPass : IDisposable
     {
         int count = rows.Length, d = _hidden;
         long mark = Profile is null ? 0 : Stopwatch.GetTimestamp();
-        for (int k = 0; k < count; k++) RmsNorm.Apply(_x + (long)rows[k] * d, _outputNorm, _xb + (long)k * d, d, _eps);
+        for (int k = 0; k < count; k++)
+        {
+            int row = _keptAll ? rows[k] : _keptAt[rows[k]];
+            if (row < 0) throw new InvalidOperationException($"row {rows[k]} was not kept by the last run");
+            RmsNorm.Apply(_x + (long)row * d, _outputNorm, _xb + (long)k * d, d, _eps);
+        }
         Lap(ref mark, ProfilePart.OutputNorm);
         MatMul.Compute(_weights.Output, new ReadOnlySpan<float>(_xb, count * d), logits[..(count * _vocab)], count, _pool);
         Lap(ref mark, ProfilePart.OutputHead);

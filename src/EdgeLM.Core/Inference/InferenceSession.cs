@@ -123,9 +123,11 @@ public sealed class InferenceSession : IDisposable
         for (int done = 0; done < tokens.Length; done += lastChunkRows)
         {
             lastChunkRows = Math.Min(BatchSize, tokens.Length - done);
-            RunChunk(tokens.Slice(done, lastChunkRows));
+            bool last = done + lastChunkRows == tokens.Length;
+            _lastRow[0] = lastChunkRows - 1;
+            // Only the last token's final state is needed (earlier chunks: none), so the last layer skips the rest.
+            RunChunk(tokens.Slice(done, lastChunkRows), last ? _lastRow : ReadOnlySpan<int>.Empty);
         }
-        _lastRow[0] = lastChunkRows - 1;
         _pass.Logits(_lastRow, _logits);
         _pass.EndProfile(begin, tokens.Length);
         return _logits;
@@ -141,7 +143,7 @@ public sealed class InferenceSession : IDisposable
         for (int done = 0; done < tokens.Length;)
         {
             int n = Math.Min(BatchSize, tokens.Length - done);
-            RunChunk(tokens.Slice(done, n));
+            RunChunk(tokens.Slice(done, n), _allRows.AsSpan(0, n));
             _pass.Logits(_allRows.AsSpan(0, n), logits.Slice(done * _vocab, n * _vocab));
             done += n;
         }
@@ -165,11 +167,13 @@ public sealed class InferenceSession : IDisposable
             if ((uint)t >= (uint)vocab) throw new ArgumentException($"token id {t} is out of range (vocabulary of {vocab})");
     }
 
-    /// <summary>Runs up to BatchSize tokens through every layer; leaves their final hidden states in the pass.</summary>
-    private void RunChunk(ReadOnlySpan<int> tokens)
+    /// <summary>Runs up to BatchSize tokens through every layer; leaves the final hidden states of the rows in
+    /// <paramref name="keep"/> in the pass.</summary>
+    private void RunChunk(ReadOnlySpan<int> tokens, ReadOnlySpan<int> keep)
     {
         _pass.SetRows(0, tokens.Length, _cache, Position);
-        _pass.Run(tokens);
+        if (keep.Length == tokens.Length) _pass.Run(tokens);
+        else _pass.RunKeeping(tokens, keep);
         Position += tokens.Length;
     }
 

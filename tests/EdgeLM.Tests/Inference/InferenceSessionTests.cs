@@ -120,6 +120,42 @@ public class InferenceSessionTests
         for (int p = 5; p < tokens.Length; p++) AssertMatches(expected[p], session.Forward(tokens.AsSpan(p, 1)), $"decode at {p}");
     }
 
+    public static TheoryData<TinyModelSpec> PruningSpecs => new()
+    {
+        new TinyModelSpec(GgmlType.F32),
+        new TinyModelSpec(GgmlType.F16, Tied: true),
+        new TinyModelSpec(GgmlType.BF16, Biases: false),
+        new TinyModelSpec(GgmlType.Q8_0),
+        new TinyModelSpec(GgmlType.Q4_0, KvHeads: 1),
+        new TinyModelSpec(GgmlType.Q5_1),
+        new TinyModelSpec(GgmlType.Q4_K, Hidden: 256, Ff: 512),
+    };
+
+    // Forward keeps only the last row through the last layer's attention and feed-forward (and no row of the chunks
+    // before the last); its logits must be the very bits of the full run's last row, on every ISA path.
+    [Theory]
+    [Trait("Category", "Kernels")]
+    [MemberData(nameof(PruningSpecs))]
+    public void ForwardKeepsOnlyTheLastRowWithTheSameBits(TinyModelSpec spec)
+    {
+        using var model = new TinyModel(spec);
+        int v = model.Config.VocabSize;
+        int[] tokens = model.RandomTokens(23, seed: 15);
+        foreach (int batch in new[] { 64, 8, 7 })
+        {
+            using var full = new InferenceSession(model.Config, model.Weights, threads: 2, batchSize: batch);
+            float[] all = ForwardAll(full, tokens);
+            using var session = new InferenceSession(model.Config, model.Weights, threads: 2, batchSize: batch);
+            Assert.Equal(all.AsSpan((tokens.Length - 1) * v, v).ToArray(), session.Forward(tokens).ToArray());
+            // Every row's key and value was still stored: decoding on gives the full run's bits, and a prompt of
+            // several tokens after the first one too.
+            for (int i = 0; i < 3; i++)
+                Assert.Equal(full.Forward(tokens.AsSpan(i, 1)).ToArray(), session.Forward(tokens.AsSpan(i, 1)).ToArray());
+            float[] rest = ForwardAll(full, tokens[4..13]);
+            Assert.Equal(rest.AsSpan(8 * v, v).ToArray(), session.Forward(tokens.AsSpan(4, 9)).ToArray());
+        }
+    }
+
     [Fact]
     public void PromptsLongerThanTheBatchAreChunked()
     {
