@@ -197,18 +197,25 @@ public sealed class BatchedSession : IDisposable
             _pass.SetRows(row, _take[i], s.Slot.Cache, s.Position);
             row += _take[i];
         }
-        _pass.Run(_stepTokens.AsSpan(0, rows));
-
+        // A sequence whose queue this step empties needs the logits of its last row; no other row's final state is
+        // needed, so the pass runs the last layer's attention and feed-forward for those rows only.
         int heads = 0;
         row = 0;
         for (int i = 0; i < count; i++)
         {
             if (_take[i] == 0) continue;
-            var s = _active[i];
             row += _take[i];
+            if (_active[i].PendingCount == _take[i]) _headRows[heads++] = row - 1;
+        }
+        _pass.RunKeeping(_stepTokens.AsSpan(0, rows), _headRows.AsSpan(0, heads));
+
+        heads = 0;
+        for (int i = 0; i < count; i++)
+        {
+            if (_take[i] == 0) continue;
+            var s = _active[i];
             s.Consume(_take[i]);
             if (s.PendingCount > 0) continue;
-            _headRows[heads] = row - 1;
             s.SetLogits(_step, heads);
             heads++;
         }
@@ -256,19 +263,18 @@ public sealed class BatchedSession : IDisposable
             _pass.SetRows(row, take, s.Slot.Cache, s.Position);
             row += take;
         }
-        _pass.Run(_stepTokens.AsSpan(0, rows));
-
         _scoreRows ??= new int[MaxTokensPerStep];
         int selected = 0;
         row = 0;
         for (int i = 0; i < count; i++)
         {
-            var s = _active[i];
-            int take = s.PendingCount;
+            int take = _active[i].PendingCount;
             for (int j = take - logitRows[i]; j < take; j++) _scoreRows[selected++] = row + j;
             row += take;
-            s.Consume(take);
         }
+        // Only the scored rows' final states are needed: the last layer runs the rest for them alone.
+        _pass.RunKeeping(_stepTokens.AsSpan(0, rows), _scoreRows.AsSpan(0, selected));
+        for (int i = 0; i < count; i++) _active[i].Consume(_active[i].PendingCount);
         if (selected > 0) _pass.Logits(_scoreRows.AsSpan(0, selected), logits);
         _pass.EndProfile(begin, rows);
         return rows;
