@@ -60,13 +60,14 @@ internal sealed class BenchCommand : Command
         var stdout = Console.Out;
         bool showKv = settings.Options.KvCacheType != KvCacheType.F32;
         Console.Error.WriteLine($"cpu: {cpu.Summary}");
-        var bandwidth = new Dictionary<int, double>();
+        var bandwidth = new Dictionary<int, ReadBandwidth>();
         if (settings.Bandwidth)
         {
             foreach (int threads in tests.Where(t => t.GenTokens > 0).Select(t => t.Threads).Distinct())
                 bandwidth[threads] = MemoryBandwidth.MeasureRead(threads);
-            Console.Error.WriteLine($"memory read bandwidth ({MemoryBandwidth.DefaultBytes >> 20} MiB, best of 5): "
-                + string.Join(", ", bandwidth.Select(b => string.Create(CultureInfo.InvariantCulture, $"{b.Key} thread{(b.Key == 1 ? "" : "s")} {b.Value / 1e9:F1} GB/s"))));
+            Console.Error.WriteLine($"memory read bandwidth ({MemoryBandwidth.DefaultBytes >> 20} MiB, median of {MemoryBandwidth.DefaultPasses} passes, best in brackets): "
+                + string.Join(", ", bandwidth.Select(b => string.Create(CultureInfo.InvariantCulture,
+                    $"{b.Key} thread{(b.Key == 1 ? "" : "s")} {b.Value.Median / 1e9:F1} GB/s ({b.Value.Best / 1e9:F1})"))));
         }
         stdout.WriteLine(BenchReport.MarkdownHeader(showKv));
         stdout.Flush();
@@ -75,7 +76,7 @@ internal sealed class BenchCommand : Command
         {
             var profile = settings.Profile ? new SessionProfile() : null;
             var result = BenchRunner.Run(model, test, settings.Options with { Profile = profile }, cancel);
-            if (bandwidth.TryGetValue(test.Threads, out double bytesPerSecond)) result = result with { ReadBandwidthBytesPerSecond = bytesPerSecond };
+            if (bandwidth.TryGetValue(test.Threads, out var measured)) result = result with { ReadBandwidthBytesPerSecond = measured.Median };
             results.Add(result);
             stdout.WriteLine(BenchReport.MarkdownRow(info, result, showKv));
             stdout.Flush();

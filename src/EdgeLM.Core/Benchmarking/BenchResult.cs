@@ -20,8 +20,8 @@ public sealed record BenchResult
     /// <summary>tg tests: bytes each decoded token reads (weights and its share of the KV cache,
     /// <see cref="DecodeTraffic"/>); 0 for pp tests.</summary>
     public long DecodeBytesPerToken { get; init; }
-    /// <summary>The memory read bandwidth measured at this test's thread count (<see cref="MemoryBandwidth"/>), or 0
-    /// when it was not measured.</summary>
+    /// <summary>The memory read bandwidth measured at this test's thread count (<see cref="MemoryBandwidth"/>: the
+    /// median pass), or 0 when it was not measured.</summary>
     public double ReadBandwidthBytesPerSecond { get; init; }
     /// <summary>When the test started, UTC.</summary>
     public required DateTimeOffset StartedAt { get; init; }
