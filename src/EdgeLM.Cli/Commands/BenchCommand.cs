@@ -61,7 +61,9 @@ internal sealed class BenchCommand : Command
         bool showKv = settings.Options.KvCacheType != KvCacheType.F32;
         Console.Error.WriteLine($"cpu: {cpu.Summary}");
         var bandwidth = new Dictionary<int, ReadBandwidth>();
-        if (settings.Bandwidth)
+        if (settings.Bandwidth && !tests.Any(t => t.GenTokens > 0))
+            Console.Error.WriteLine("--bandwidth: no tg test to hold against the memory bandwidth (-n 0), so none was measured");
+        else if (settings.Bandwidth)
         {
             foreach (int threads in tests.Where(t => t.GenTokens > 0).Select(t => t.Threads).Distinct())
                 bandwidth[threads] = MemoryBandwidth.MeasureRead(threads);

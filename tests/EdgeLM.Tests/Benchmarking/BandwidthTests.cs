@@ -116,6 +116,15 @@ public class BandwidthCliTests(TinyBenchModel tiny) : IClassFixture<TinyBenchMod
     }
 
     [Fact]
+    public void WithoutATgTestNothingIsMeasured()
+    {
+        var r = CliRunner.Run(["bench", "-m", tiny.Path, "-p", "8", "-n", "0", "-t", "1", "-r", "1", "--bandwidth"]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("--bandwidth: no tg test", r.StdErr);
+        Assert.DoesNotContain("memory read bandwidth", r.StdErr);
+    }
+
+    [Fact]
     public void BandwidthBelongsToTheLlamaScenario()
     {
         var r = CliRunner.Run(["bench", "--scenario", "optimum", "-m", tiny.Path, "--bandwidth"]);
